@@ -1,0 +1,4 @@
+//! The Gregor broker: storage engine, Kafka wire protocol and cluster
+//! coordination around the pure state machines of `gregor_core`.
+
+pub mod storage;
