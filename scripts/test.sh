@@ -14,6 +14,6 @@ log "unit, property and model tests (cargo test --workspace)"
 cargo test --workspace --all-targets
 
 log "loom: the segment writer/reader publication protocol"
-cargo test -p runtime --features loom --test loom_publish --release
+cargo test -p runtime --features loom --test loom_publish
 
 log "all tests passed"
