@@ -1,7 +1,11 @@
 //! The Gregor broker: storage engine, Kafka wire protocol and cluster
 //! coordination around the pure state machines of `gregor_core`.
 
-pub mod config;
-pub mod storage;
+pub mod broker;
+pub mod cli;
 pub mod cluster;
 pub mod codec;
+pub mod config;
+pub mod protocol;
+pub mod server;
+pub mod storage;

@@ -1,0 +1,106 @@
+//! Command-line interface of the `gregor` binary (clap).
+//!
+//! `gregor broker [--config FILE] [--override key=value]…` runs a broker;
+//! with no arguments it is the embedded single-node default (listener
+//! `127.0.0.1:9092`, data under `./data`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::server::Server;
+
+/// Gregor: a Kafka-compatible commit log.
+#[derive(Debug, Parser)]
+#[command(name = "gregor", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a broker until SIGTERM or SIGINT.
+    Broker(BrokerArgs),
+}
+
+/// Arguments of `gregor broker`.
+#[derive(Debug, clap::Args)]
+pub struct BrokerArgs {
+    /// A Kafka-style server.properties file.
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Set a config key, overriding the file (repeatable): --override key=value.
+    #[arg(long = "override", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+/// Logs go to stderr; `RUST_LOG` selects the level (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Broker(args) => run_broker(args),
+    }
+}
+
+fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
+    // spec: PRO-41 — a bad key stops startup before anything is opened.
+    let config = BrokerConfig::load(args.config.as_deref(), &args.overrides)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gregor")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let broker = Arc::new(Broker::open(config)?);
+        let server = Server::bind(broker.clone())
+            .await
+            .context("binding the listener")?;
+        tracing::info!(
+            broker_id = broker.config.broker_id,
+            addr = %server.local_addr(),
+            "gregor broker started"
+        );
+        server.run(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT (spec: PRO-30).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the broker");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

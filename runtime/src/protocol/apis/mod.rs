@@ -1,0 +1,23 @@
+//! One handler per Kafka API. Each file has the same shape: decode the
+//! request with [`super::wire::Reader`], apply it to the broker, encode the
+//! response for the request's version.
+
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_configs;
+pub mod metadata;
+
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::protocol::StrBytes;
+
+/// A `kafka-protocol` string from a Rust string.
+pub(crate) fn sb(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// A `kafka-protocol` topic name.
+pub(crate) fn topic_name(s: impl Into<String>) -> TopicName {
+    TopicName(sb(s))
+}

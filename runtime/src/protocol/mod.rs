@@ -1,0 +1,147 @@
+//! The Kafka wire protocol: framing, request headers, the ApiVersions table
+//! and one handler per API under [`apis`].
+//!
+//! Requests are decoded by Gregor's own bounds-checked [`wire::Reader`];
+//! responses are built and encoded with the `kafka-protocol` crate's types.
+//! Behaviour is specified in `spec/protocol.md` (`PRO-n`).
+
+pub mod apis;
+pub mod error;
+pub mod frame;
+pub mod header;
+pub mod wire;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::Encodable;
+
+use crate::broker::Broker;
+use header::RequestHeader;
+use wire::{DecodeError, Reader};
+
+/// One API Gregor answers, with its version range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiSpec {
+    /// The API.
+    pub key: ApiKey,
+    /// Lowest version accepted.
+    pub min: i16,
+    /// Highest version accepted.
+    pub max: i16,
+    /// First version using the flexible (compact) encoding.
+    pub flexible_from: i16,
+}
+
+const fn api(key: ApiKey, min: i16, max: i16, flexible_from: i16) -> ApiSpec {
+    ApiSpec {
+        key,
+        min,
+        max,
+        flexible_from,
+    }
+}
+
+/// The ApiVersions table: every API with a handler, in api-key order, with
+/// the version ranges of a real Kafka release (spec: PRO-10, PRO-11).
+pub const SUPPORTED_APIS: &[ApiSpec] = &[
+    api(ApiKey::Metadata, 0, 12, 9),
+    api(ApiKey::DescribeConfigs, 0, 4, 4),
+    api(ApiKey::ApiVersions, 0, 3, 3),
+    api(ApiKey::CreateTopics, 0, 5, 5),
+    api(ApiKey::DeleteTopics, 0, 4, 4),
+    api(ApiKey::CreatePartitions, 0, 3, 2),
+];
+
+/// Looks up the entry for a raw api key.
+pub fn supported(api_key: i16) -> Option<&'static ApiSpec> {
+    SUPPORTED_APIS.iter().find(|s| s.key as i16 == api_key)
+}
+
+/// What the connection does with one request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Send this complete response frame.
+    Respond(BytesMut),
+    /// Send nothing (Produce with acks=0).
+    Silent,
+    /// Close the connection: the request was malformed or unsupported.
+    Close(String),
+}
+
+/// Why a handler could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The body did not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The response did not encode (a bug: our own values were out of range).
+    #[error("response encoding failed: {0}")]
+    Encode(String),
+}
+
+/// Encodes a response body at `version`.
+pub fn encode_body<R: Encodable>(resp: &R, version: i16) -> Result<BytesMut, HandlerError> {
+    let mut out = BytesMut::new();
+    resp.encode(&mut out, version)
+        .map_err(|e| HandlerError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
+/// Decodes, dispatches and answers one request frame (the bytes after the
+/// size prefix). Never panics on malformed input: decoding errors close the
+/// connection (spec: PRO-4).
+pub async fn handle_frame(broker: &Broker, frame: Bytes) -> Outcome {
+    let Some((api_key, api_version, correlation_id)) = header::peek_fixed(&frame) else {
+        return Outcome::Close("request shorter than its header".into());
+    };
+    let Some(spec) = supported(api_key) else {
+        // spec: PRO-12 — Kafka closes the connection on an unknown api key.
+        return Outcome::Close(format!("unsupported api key {api_key}"));
+    };
+    if api_version < spec.min || api_version > spec.max {
+        if spec.key == ApiKey::ApiVersions {
+            // spec: PRO-11 — error 35 with a v0 body, connection kept open.
+            return match apis::api_versions::unsupported_version(correlation_id) {
+                Ok(frame) => Outcome::Respond(frame),
+                Err(e) => Outcome::Close(e.to_string()),
+            };
+        }
+        return Outcome::Close(format!(
+            "unsupported version {api_version} of api {api_key}"
+        ));
+    }
+    let header_version = spec.key.request_header_version(api_version);
+    let (header, body) = match header::decode(frame, header_version) {
+        Ok(h) => h,
+        Err(e) => return Outcome::Close(format!("bad request header: {e}")),
+    };
+    let reader = Reader::new(body, api_version >= spec.flexible_from);
+    let result = match spec.key {
+        ApiKey::ApiVersions => apis::api_versions::handle(broker, &header, reader),
+        ApiKey::Metadata => apis::metadata::handle(broker, &header, reader),
+        ApiKey::CreateTopics => apis::create_topics::handle(broker, &header, reader),
+        ApiKey::DeleteTopics => apis::delete_topics::handle(broker, &header, reader),
+        ApiKey::CreatePartitions => apis::create_partitions::handle(broker, &header, reader),
+        ApiKey::DescribeConfigs => apis::describe_configs::handle(broker, &header, reader),
+        other => return Outcome::Close(format!("no handler for {other:?}")),
+    };
+    match result {
+        Ok(Some(body)) => Outcome::Respond(response_frame(&header, spec.key, &body)),
+        Ok(None) => Outcome::Silent,
+        Err(e) => Outcome::Close(format!(
+            "{:?} v{} (correlation id {}): {e}",
+            spec.key, header.api_version, header.correlation_id
+        )),
+    }
+}
+
+/// Wraps an encoded body in a size prefix and the response header the API
+/// and version call for (spec: PRO-3).
+pub fn response_frame(header: &RequestHeader, key: ApiKey, body: &[u8]) -> BytesMut {
+    let header_version = key.response_header_version(header.api_version);
+    let mut out = BytesMut::with_capacity(body.len() + 9);
+    let start = frame::begin_response(&mut out, header.correlation_id, header_version);
+    out.extend_from_slice(body);
+    frame::finish_response(&mut out, start);
+    out
+}

@@ -1,0 +1,243 @@
+//! The TCP server: one tokio task per connection, pipelined requests
+//! answered in order, bounded in-flight work, and graceful shutdown.
+//!
+//! Each connection has a reader and a writer. The reader cuts frames with
+//! [`frame::check`], starts one task per request and queues the task's
+//! answer slot; the writer awaits the slots in arrival order, so responses
+//! leave in request order however long each request takes (spec: PRO-6).
+//! The queue is bounded: when a client has [`MAX_IN_FLIGHT_PER_CONNECTION`]
+//! requests outstanding the reader stops reading (back-pressure).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+use crate::broker::Broker;
+use crate::protocol::{self, Outcome, frame};
+
+/// Requests one connection may have outstanding; Kafka's clients pipeline at
+/// most five produce requests, so this leaves room for fetches and metadata
+/// without letting one client queue unbounded work.
+pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 64;
+
+/// How long shutdown waits for in-flight requests before closing anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Initial read buffer per connection; grows only for large frames.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
+/// A bound listener, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    addr: SocketAddr,
+}
+
+/// Tells a running server to stop; dropping it also stops the server.
+#[derive(Debug)]
+pub struct ShutdownHandle(watch::Sender<bool>);
+
+impl ShutdownHandle {
+    /// Starts a graceful shutdown.
+    pub fn shutdown(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Server {
+    /// Binds the first configured listener.
+    pub async fn bind(broker: Arc<Broker>) -> std::io::Result<Self> {
+        let listener_cfg = &broker.config.listeners[0];
+        let addr = listener_cfg
+            .bind_addr()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        broker.bound_port(addr.port());
+        tracing::info!(%addr, listener = %listener_cfg.name, "listening");
+        Ok(Self {
+            listener,
+            broker,
+            addr,
+        })
+    }
+
+    /// The address actually bound (a configured port 0 is resolved).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets every
+    /// connection finish the requests it has already read, flushes the
+    /// broker and returns (spec: PRO-30).
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let (tx, rx) = watch::channel(false);
+        let serve = self.serve(rx);
+        tokio::pin!(serve);
+        tokio::select! {
+            () = &mut serve => return,
+            () = shutdown => {}
+        }
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
+        let _ = tx.send(true);
+        serve.await;
+    }
+
+    /// Runs the server in a background task; returns its address and a handle.
+    pub fn spawn(self) -> (SocketAddr, ShutdownHandle, tokio::task::JoinHandle<()>) {
+        let addr = self.addr;
+        let (tx, mut rx) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            self.run(async move {
+                stopped(&mut rx).await;
+            })
+            .await
+        });
+        (addr, ShutdownHandle(tx), task)
+    }
+
+    async fn serve(self, stop: watch::Receiver<bool>) {
+        let mut stopping = stop.clone();
+        let max_connections = usize::try_from(self.broker.config.max_connections).unwrap_or(0);
+        let permits = Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS)));
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                res = self.listener.accept() => {
+                    let (stream, peer) = match res {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "max.connections reached; closing new connection");
+                        continue;
+                    };
+                    let broker = self.broker.clone();
+                    let stop = stop.clone();
+                    connections.spawn(async move {
+                        connection(stream, peer, broker, stop).await;
+                        drop(permit);
+                    });
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                () = stopped(&mut stopping) => break,
+            }
+        }
+        drop(self.listener);
+        let drain = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+            tracing::warn!("connections still busy after the grace period; closing them");
+            connections.shutdown().await;
+        }
+        self.broker.shutdown();
+        tracing::info!("shutdown complete");
+    }
+}
+
+/// Resolves once the stop flag is set (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Serves one connection until the client closes it, sends a malformed
+/// frame, or the server stops.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, wr) = stream.into_split();
+    let (queue_tx, queue_rx) =
+        mpsc::channel::<oneshot::Receiver<Outcome>>(MAX_IN_FLIGHT_PER_CONNECTION);
+    let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
+    let writer = tokio::spawn(write_loop(wr, queue_rx, closed_tx, peer));
+    let max = broker.config.socket_request_max_bytes;
+    let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    'read: loop {
+        loop {
+            match frame::check(&buf, max) {
+                Ok(Some(len)) => {
+                    let frame = buf.split_to(frame::LENGTH_BYTES + len).freeze();
+                    let frame = frame.slice(frame::LENGTH_BYTES..);
+                    let (slot_tx, slot_rx) = oneshot::channel();
+                    if queue_tx.send(slot_rx).await.is_err() {
+                        break 'read;
+                    }
+                    let broker = broker.clone();
+                    tokio::spawn(async move {
+                        let outcome = protocol::handle_frame(&broker, frame).await;
+                        let _ = slot_tx.send(outcome);
+                    });
+                }
+                Ok(None) => {
+                    if buf.capacity() - buf.len() < READ_BUFFER_BYTES / 2 {
+                        buf.reserve(READ_BUFFER_BYTES);
+                    }
+                    break;
+                }
+                Err(e) => {
+                    // spec: PRO-2, PRO-4 — only this connection is closed.
+                    tracing::info!(%peer, error = %e, "closing connection: bad frame");
+                    break 'read;
+                }
+            }
+        }
+        tokio::select! {
+            res = rd.read_buf(&mut buf) => match res {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "read failed");
+                    break;
+                }
+            },
+            _ = &mut closed_rx => break,
+            () = stopped(&mut stop) => break,
+        }
+    }
+    // The writer answers everything already queued, then closes.
+    drop(queue_tx);
+    let _ = writer.await;
+}
+
+async fn write_loop(
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    mut queue: mpsc::Receiver<oneshot::Receiver<Outcome>>,
+    closed: oneshot::Sender<()>,
+    peer: SocketAddr,
+) {
+    while let Some(slot) = queue.recv().await {
+        match slot.await {
+            Ok(Outcome::Respond(bytes)) => {
+                if let Err(e) = wr.write_all(&bytes).await {
+                    tracing::debug!(%peer, error = %e, "write failed");
+                    break;
+                }
+            }
+            Ok(Outcome::Silent) => {}
+            Ok(Outcome::Close(reason)) => {
+                tracing::info!(%peer, %reason, "closing connection");
+                break;
+            }
+            Err(_) => {
+                tracing::error!(%peer, "request task failed; closing connection");
+                break;
+            }
+        }
+    }
+    let _ = wr.shutdown().await;
+    let _ = closed.send(());
+}
