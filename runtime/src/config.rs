@@ -222,21 +222,26 @@ pub fn broker_key(name: &str) -> Option<&'static KeyDef> {
     BROKER_KEYS.iter().find(|k| k.name == name)
 }
 
-/// One topic-level config key, with the broker key that supplies its default.
+/// One topic-level config key, with the broker keys that supply its default.
 #[derive(Debug, Clone, Copy)]
 pub struct TopicKeyDef {
     /// The topic-level key (as in CreateTopics / DescribeConfigs).
     pub name: &'static str,
-    /// The broker key whose value is this key's default.
-    pub broker_synonym: &'static str,
+    /// The broker keys whose values give this key's default, most specific
+    /// first (e.g. `log.retention.ms`, `.minutes`, `.hours`).
+    pub broker_synonyms: &'static [&'static str],
     /// Type and range.
     pub kind: Kind,
 }
 
-const fn tkey(name: &'static str, broker_synonym: &'static str, kind: Kind) -> TopicKeyDef {
+const fn tkey(
+    name: &'static str,
+    broker_synonyms: &'static [&'static str],
+    kind: Kind,
+) -> TopicKeyDef {
     TopicKeyDef {
         name,
-        broker_synonym,
+        broker_synonyms,
         kind,
     }
 }
@@ -246,30 +251,46 @@ const fn tkey(name: &'static str, broker_synonym: &'static str, kind: Kind) -> T
 pub const TOPIC_KEYS: &[TopicKeyDef] = &[
     tkey(
         "cleanup.policy",
-        "log.cleanup.policy",
+        &["log.cleanup.policy"],
         Kind::Enum(CLEANUP_POLICIES),
     ),
-    tkey("retention.ms", "log.retention.ms", long(-1)),
-    tkey("retention.bytes", "log.retention.bytes", long(-1)),
-    tkey("segment.bytes", "log.segment.bytes", int(14)),
-    tkey("segment.ms", "log.roll.ms", long(1)),
-    tkey("segment.index.bytes", "log.index.size.max.bytes", int(4)),
-    tkey("index.interval.bytes", "log.index.interval.bytes", int(0)),
-    tkey("flush.messages", "log.flush.interval.messages", long(1)),
-    tkey("flush.ms", "log.flush.interval.ms", long(0)),
-    tkey("max.message.bytes", "message.max.bytes", int(0)),
+    tkey(
+        "retention.ms",
+        &[
+            "log.retention.ms",
+            "log.retention.minutes",
+            "log.retention.hours",
+        ],
+        long(-1),
+    ),
+    tkey("retention.bytes", &["log.retention.bytes"], long(-1)),
+    tkey("segment.bytes", &["log.segment.bytes"], int(14)),
+    tkey("segment.ms", &["log.roll.ms", "log.roll.hours"], long(1)),
+    tkey("segment.index.bytes", &["log.index.size.max.bytes"], int(4)),
+    tkey(
+        "index.interval.bytes",
+        &["log.index.interval.bytes", "index.interval.bytes"],
+        int(0),
+    ),
+    tkey("flush.messages", &["log.flush.interval.messages"], long(1)),
+    tkey(
+        "flush.ms",
+        &["log.flush.interval.ms", "log.flush.scheduler.interval.ms"],
+        long(0),
+    ),
+    tkey("max.message.bytes", &["message.max.bytes"], int(0)),
     tkey(
         "message.timestamp.type",
-        "log.message.timestamp.type",
+        &["log.message.timestamp.type", "message.timestamp.type"],
         Kind::Enum(TIMESTAMP_TYPES),
     ),
-    tkey("min.insync.replicas", "min.insync.replicas", int(1)),
+    tkey("min.insync.replicas", &["min.insync.replicas"], int(1)),
     tkey(
         "unclean.leader.election.enable",
-        "unclean.leader.election.enable",
+        &["unclean.leader.election.enable"],
         Kind::Bool,
     ),
-    tkey("preallocate", "log.preallocate", Kind::Bool),
+    tkey("preallocate", &["log.preallocate"], Kind::Bool),
 ];
 
 /// Looks a topic-level key up in [`TOPIC_KEYS`].
@@ -623,7 +644,7 @@ impl BrokerConfig {
                 }
                 .to_owned(),
             ),
-            _ => self.raw(topic_key.broker_synonym).map(str::to_owned),
+            _ => self.raw(topic_key.broker_synonyms[0]).map(str::to_owned),
         }
     }
 

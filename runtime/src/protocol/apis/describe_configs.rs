@@ -63,7 +63,7 @@ pub fn topic_config_entries(broker: &Broker, meta: &TopicMeta) -> Vec<ConfigEntr
         .iter()
         .map(|k| {
             let broker_value = cfg.topic_default(k);
-            let broker_source = if cfg.is_set(k.broker_synonym) {
+            let broker_source = if k.broker_synonyms.iter().any(|s| cfg.is_set(s)) {
                 source::STATIC_BROKER_CONFIG
             } else {
                 source::DEFAULT_CONFIG
@@ -80,7 +80,15 @@ pub fn topic_config_entries(broker: &Broker, meta: &TopicMeta) -> Vec<ConfigEntr
                 }
                 None => (broker_value.clone(), broker_source),
             };
-            synonyms.push((k.broker_synonym.to_owned(), broker_value, broker_source));
+            for s in k.broker_synonyms {
+                if cfg.is_set(s) {
+                    let v = cfg.raw(s).map(str::to_owned);
+                    synonyms.push(((*s).to_owned(), v, source::STATIC_BROKER_CONFIG));
+                }
+            }
+            if broker_source == source::DEFAULT_CONFIG {
+                synonyms.push((k.broker_synonyms[0].to_owned(), broker_value, broker_source));
+            }
             ConfigEntry {
                 name: k.name.to_owned(),
                 value,

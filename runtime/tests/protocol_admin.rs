@@ -1,0 +1,305 @@
+//! Metadata, CreateTopics, DeleteTopics, CreatePartitions and
+//! DescribeConfigs over TCP, across versions (spec: PRO-20..PRO-25, PRO-62).
+
+mod protocol_support;
+
+use bytes::{Buf, BufMut, BytesMut};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    MetadataRequest, MetadataResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use protocol_support::{Conn, TestBroker, get_str, put_str};
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_owned()))
+}
+
+fn metadata_for(topics: &[&str], auto: bool) -> MetadataRequest {
+    MetadataRequest::default()
+        .with_topics(Some(
+            topics
+                .iter()
+                .map(|t| MetadataRequestTopic::default().with_name(Some(name(t))))
+                .collect(),
+        ))
+        .with_allow_auto_topic_creation(auto)
+}
+
+fn creatable(t: &str, partitions: i32, rf: i16) -> CreatableTopic {
+    CreatableTopic::default()
+        .with_name(name(t))
+        .with_num_partitions(partitions)
+        .with_replication_factor(rf)
+}
+
+async fn create(c: &mut Conn, version: i16, topics: Vec<CreatableTopic>) -> Vec<(String, i16)> {
+    let req = CreateTopicsRequest::default()
+        .with_topics(topics)
+        .with_timeout_ms(5000);
+    let resp = c.call(version, 1, &req).await;
+    resp.topics
+        .into_iter()
+        .map(|t| (t.name.0.to_string(), t.error_code))
+        .collect()
+}
+
+fn partitions_of(resp: &MetadataResponse, topic: &str) -> Option<(i16, usize)> {
+    resp.topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))
+        .map(|t| (t.error_code, t.partitions.len()))
+}
+
+// spec: PRO-20, PRO-21
+#[tokio::test]
+async fn metadata_lists_broker_and_auto_creates_across_versions() {
+    let b = TestBroker::start(&[("num.partitions", "3")]).await;
+    let mut c = b.connect().await;
+    for v in 1..=12 {
+        let topic = format!("auto-{v}");
+        let resp = c
+            .call(v, i32::from(v), &metadata_for(&[&topic], true))
+            .await;
+        assert_eq!(resp.brokers.len(), 1);
+        assert_eq!(resp.brokers[0].host.as_str(), "127.0.0.1");
+        assert_eq!(resp.brokers[0].port, i32::from(b.addr.port()));
+        assert_eq!(resp.controller_id.0, 0, "v{v}");
+        assert_eq!(partitions_of(&resp, &topic), Some((0, 3)), "v{v}");
+        let p = &resp.topics[0].partitions[2];
+        assert_eq!((p.partition_index, p.leader_id.0), (2, 0));
+        assert_eq!(p.isr_nodes.len(), 1);
+        if v >= 2 {
+            assert_eq!(resp.cluster_id.as_ref().map(|c| c.len()), Some(22));
+        }
+    }
+    // v4+: allow_auto_topic_creation=false leaves the topic unknown.
+    let resp = c.call(9, 50, &metadata_for(&["manual"], false)).await;
+    assert_eq!(partitions_of(&resp, "manual"), Some((3, 0)));
+    // An illegal name is reported, not created.
+    let resp = c.call(4, 51, &metadata_for(&["bad name"], true)).await;
+    assert_eq!(partitions_of(&resp, "bad name"), Some((17, 0)));
+    // Null topic list (v1+) = all topics.
+    let all = c
+        .call(12, 52, &MetadataRequest::default().with_topics(None))
+        .await;
+    assert_eq!(all.topics.len(), 12);
+    // v0: an empty array means all topics. Hand-built.
+    let mut body = BytesMut::new();
+    body.put_i32(0);
+    let mut r = c.call_raw(3, 0, 53, &body).await;
+    let brokers = r.get_i32();
+    assert_eq!(brokers, 1);
+    assert_eq!(r.get_i32(), 0);
+    assert_eq!(get_str(&mut r), "127.0.0.1");
+    assert_eq!(r.get_i32(), i32::from(b.addr.port()));
+    assert_eq!(r.get_i32(), 12, "v0 lists all topics");
+    b.stop().await;
+}
+
+// spec: PRO-21
+#[tokio::test]
+async fn auto_creation_can_be_disabled() {
+    let b = TestBroker::start(&[("auto.create.topics.enable", "false")]).await;
+    let mut c = b.connect().await;
+    let resp = c.call(1, 1, &metadata_for(&["nope"], true)).await;
+    assert_eq!(partitions_of(&resp, "nope"), Some((3, 0)));
+    b.stop().await;
+}
+
+// spec: PRO-22, PRO-62
+#[tokio::test]
+async fn create_topics_validates_and_survives_restart() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.connect().await;
+    let got = create(
+        &mut c,
+        5,
+        vec![
+            creatable("orders", 3, 1),
+            creatable("bad/name", 1, 1),
+            creatable("zero", 0, 1),
+            creatable("rf2", 1, 2),
+            creatable(&"x".repeat(250), 1, 1),
+            creatable("defaults", -1, -1),
+            creatable("cfg", 1, 1).with_configs(vec![
+                CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_value(Some(StrBytes::from_static_str("1000"))),
+            ]),
+            creatable("badcfg", 1, 1).with_configs(vec![
+                CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.msx"))
+                    .with_value(Some(StrBytes::from_static_str("1"))),
+            ]),
+        ],
+    )
+    .await;
+    let codes: Vec<i16> = got.iter().map(|(_, c)| *c).collect();
+    assert_eq!(codes, vec![0, 17, 37, 38, 17, 0, 0, 40]);
+    assert_eq!(
+        create(&mut c, 2, vec![creatable("orders", 3, 1)]).await[0].1,
+        36
+    );
+    // Duplicate names in one request: INVALID_REQUEST, answered once.
+    let dup = create(&mut c, 4, vec![creatable("d", 1, 1), creatable("d", 1, 1)]).await;
+    assert_eq!(dup, vec![("d".to_owned(), 42)]);
+    // validate_only creates nothing.
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![creatable("dry", 2, 1)])
+        .with_validate_only(true);
+    assert_eq!(c.call(3, 9, &req).await.topics[0].error_code, 0);
+    // v0 and v1 are encoded by hand (gone from newer Kafka releases).
+    let mut body = BytesMut::new();
+    body.put_i32(1);
+    put_str(&mut body, "legacy");
+    body.put_i32(2);
+    body.put_i16(1);
+    body.put_i32(0);
+    body.put_i32(0);
+    body.put_i32(5000);
+    let mut r = c.call_raw(19, 0, 10, &body).await;
+    assert_eq!(r.get_i32(), 1);
+    assert_eq!(get_str(&mut r), "legacy");
+    assert_eq!(r.get_i16(), 0);
+    assert_eq!(r.remaining(), 0);
+    body.put_u8(0); // v1: validate_only
+    let mut r = c.call_raw(19, 1, 11, &body).await;
+    r.get_i32();
+    get_str(&mut r);
+    assert_eq!(r.get_i16(), 36, "already exists");
+    assert!(get_str(&mut r).contains("already exists"));
+
+    let dir = b.stop().await;
+    let b = TestBroker::start_in(dir, &[]).await;
+    let mut c = b.connect().await;
+    let resp = c
+        .call(
+            12,
+            1,
+            &metadata_for(&["orders", "legacy", "defaults", "dry"], false),
+        )
+        .await;
+    assert_eq!(partitions_of(&resp, "orders"), Some((0, 3)));
+    assert_eq!(partitions_of(&resp, "legacy"), Some((0, 2)));
+    assert_eq!(partitions_of(&resp, "defaults"), Some((0, 1)));
+    assert_eq!(partitions_of(&resp, "dry"), Some((3, 0)));
+    b.stop().await;
+}
+
+// spec: PRO-23, PRO-24
+#[tokio::test]
+async fn delete_topics_and_create_partitions() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.connect().await;
+    create(&mut c, 5, vec![creatable("a", 1, 1), creatable("b", 1, 1)]).await;
+    let req = CreatePartitionsRequest::default().with_topics(vec![
+        CreatePartitionsTopic::default()
+            .with_name(name("a"))
+            .with_count(4),
+        CreatePartitionsTopic::default()
+            .with_name(name("b"))
+            .with_count(1),
+        CreatePartitionsTopic::default()
+            .with_name(name("ghost"))
+            .with_count(2),
+    ]);
+    let resp = c.call(3, 2, &req).await;
+    let codes: Vec<i16> = resp.results.iter().map(|r| r.error_code).collect();
+    assert_eq!(codes, vec![0, 37, 3]);
+    let meta = c.call(9, 3, &metadata_for(&["a"], false)).await;
+    assert_eq!(partitions_of(&meta, "a"), Some((0, 4)));
+
+    let req = DeleteTopicsRequest::default().with_topic_names(vec![name("a"), name("ghost")]);
+    let resp = c.call(4, 4, &req).await;
+    let codes: Vec<i16> = resp.responses.iter().map(|r| r.error_code).collect();
+    assert_eq!(codes, vec![0, 3]);
+    // v0 by hand.
+    let mut body = BytesMut::new();
+    body.put_i32(1);
+    put_str(&mut body, "b");
+    body.put_i32(1000);
+    let mut r = c.call_raw(20, 0, 5, &body).await;
+    assert_eq!(r.get_i32(), 1);
+    assert_eq!(get_str(&mut r), "b");
+    assert_eq!(r.get_i16(), 0);
+    let all = c
+        .call(12, 6, &MetadataRequest::default().with_topics(None))
+        .await;
+    assert!(all.topics.is_empty());
+    b.stop().await;
+}
+
+// spec: PRO-25
+#[tokio::test]
+async fn describe_configs_topic_and_broker() {
+    let b = TestBroker::start(&[("log.retention.hours", "24")]).await;
+    let mut c = b.connect().await;
+    create(
+        &mut c,
+        5,
+        vec![creatable("t", 1, 1).with_configs(vec![
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_static_str("cleanup.policy"))
+                .with_value(Some(StrBytes::from_static_str("compact"))),
+        ])],
+    )
+    .await;
+    let req = DescribeConfigsRequest::default()
+        .with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("t"))
+                .with_configuration_keys(None),
+            DescribeConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(StrBytes::from_static_str("0"))
+                .with_configuration_keys(Some(vec![StrBytes::from_static_str("num.partitions")])),
+            DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("ghost")),
+        ])
+        .with_include_synonyms(true);
+    for v in 1..=4 {
+        let resp = c.call(v, 7, &req).await;
+        let topic = &resp.results[0];
+        assert_eq!(topic.error_code, 0);
+        let get = |n: &str| {
+            topic
+                .configs
+                .iter()
+                .find(|e| e.name.as_str() == n)
+                .map(|e| (e.value.as_ref().map(|v| v.to_string()), e.config_source))
+        };
+        assert_eq!(get("cleanup.policy"), Some((Some("compact".into()), 1)));
+        assert_eq!(get("retention.ms"), Some((Some("86400000".into()), 4)));
+        assert_eq!(get("segment.bytes"), Some((Some("1073741824".into()), 5)));
+        let broker = &resp.results[1];
+        assert_eq!(broker.configs.len(), 1);
+        assert_eq!(broker.configs[0].value.as_deref(), Some("1"));
+        assert_eq!(resp.results[2].error_code, 3);
+    }
+    // v0 by hand: is_default instead of a source.
+    let mut body = BytesMut::new();
+    body.put_i32(1);
+    body.put_i8(2);
+    put_str(&mut body, "t");
+    body.put_i32(1);
+    put_str(&mut body, "cleanup.policy");
+    let mut r = c.call_raw(32, 0, 8, &body).await;
+    assert_eq!(r.get_i32(), 0, "throttle");
+    assert_eq!(r.get_i32(), 1);
+    assert_eq!(r.get_i16(), 0);
+    assert_eq!(r.get_i16(), -1, "null error message");
+    assert_eq!(r.get_i8(), 2);
+    assert_eq!(get_str(&mut r), "t");
+    assert_eq!(r.get_i32(), 1);
+    assert_eq!(get_str(&mut r), "cleanup.policy");
+    assert_eq!(get_str(&mut r), "compact");
+    assert_eq!((r.get_u8(), r.get_u8(), r.get_u8()), (0, 0, 0));
+    b.stop().await;
+}
