@@ -10,3 +10,4 @@
 
 pub mod ids;
 pub mod log;
+pub mod partitioner;
