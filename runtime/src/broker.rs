@@ -4,9 +4,17 @@
 
 use std::sync::Mutex;
 
-use crate::cluster::EmbeddedMetadata;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gregor_core::ids::TopicPartition;
+
+use crate::cluster::{EmbeddedMetadata, NewTopic, TopicError, TopicMeta};
 use crate::codec::CodecError;
 use crate::config::BrokerConfig;
+use crate::partition::Partitions;
+use crate::storage::error::StorageError;
 
 /// Why a broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +30,9 @@ pub enum BrokerError {
     /// The metadata file is unreadable or damaged.
     #[error("cluster metadata: {0}")]
     Metadata(#[from] CodecError),
+    /// The storage engine could not open the logs.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
     /// ZooKeeper mode is not available in this build of the broker.
     #[error("zookeeper.connect is set, but only the embedded single-node mode is available")]
     ZooKeeperUnsupported,
@@ -43,6 +54,8 @@ pub struct Broker {
     pub config: BrokerConfig,
     /// Topics and partitions (embedded mode).
     pub metadata: EmbeddedMetadata,
+    /// The partition logs.
+    pub partitions: Partitions,
     /// Set once the listener is bound (a configured port 0 becomes the real one).
     advertised: Mutex<Advertised>,
 }
@@ -60,6 +73,8 @@ impl Broker {
             })?;
         }
         let metadata = EmbeddedMetadata::open(&config.log_dirs[0], config.broker_id)?;
+        let partitions = Partitions::open(&config)?;
+        reconcile(&metadata, &partitions)?;
         let listener = &config.advertised_listeners[0];
         let host = match listener.host.as_str() {
             "" | "0.0.0.0" | "::" => {
@@ -77,6 +92,7 @@ impl Broker {
         Ok(Self {
             config,
             metadata,
+            partitions,
             advertised: Mutex::new(advertised),
         })
     }
@@ -97,9 +113,138 @@ impl Broker {
         }
     }
 
-    /// Flushes state before exit. Metadata changes are already durable when
-    /// they are acknowledged, so this only records the clean shutdown.
-    pub fn shutdown(&self) {
-        tracing::info!(broker_id = self.config.broker_id, "broker state flushed");
+    /// Creates a topic: metadata first, then one log per partition.
+    pub fn create_topic(
+        &self,
+        req: NewTopic,
+        validate_only: bool,
+    ) -> Result<TopicMeta, TopicError> {
+        let name = req.name.clone();
+        let meta = self
+            .metadata
+            .create_topic(&self.config, req, validate_only)?;
+        if !validate_only {
+            self.ensure_logs(&name, 0, meta.partitions)?;
+        }
+        Ok(meta)
     }
+
+    /// Deletes a topic: metadata first, then its logs and files.
+    pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, TopicError> {
+        let meta = self.metadata.delete_topic(&self.config, name)?;
+        for p in 0..meta.partitions {
+            self.partitions
+                .remove(&TopicPartition::new(name, p))
+                .map_err(|e| TopicError::Storage(e.to_string()))?;
+        }
+        Ok(meta)
+    }
+
+    /// Grows a topic and creates the new partitions' logs.
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<TopicMeta, TopicError> {
+        let before = self
+            .metadata
+            .image()
+            .topics
+            .get(name)
+            .map_or(0, |t| t.partitions);
+        let meta = self
+            .metadata
+            .create_partitions(name, count, validate_only)?;
+        if !validate_only {
+            self.ensure_logs(name, before, meta.partitions)?;
+        }
+        Ok(meta)
+    }
+
+    fn ensure_logs(&self, name: &str, from: i32, to: i32) -> Result<(), TopicError> {
+        for p in from..to {
+            self.partitions
+                .ensure(&TopicPartition::new(name, p))
+                .map_err(|e| TopicError::Storage(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Runs retention, flushes and checkpoints on their intervals until the
+    /// broker shuts down.
+    pub async fn maintenance(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        const TICK: Duration = Duration::from_secs(1);
+        let retention_every =
+            Duration::from_millis(self.config.log_retention_check_interval_ms.max(1) as u64);
+        let checkpoint_every = Duration::from_millis(
+            self.config
+                .raw("log.flush.offset.checkpoint.interval.ms")
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(60_000)
+                .max(1),
+        );
+        let start = tokio::time::Instant::now();
+        let (mut last_retention, mut last_checkpoint) = (start, start);
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let now = tokio::time::Instant::now();
+            let retention_due = now - last_retention >= retention_every;
+            let checkpoint_due = now - last_checkpoint >= checkpoint_every;
+            if retention_due {
+                last_retention = now;
+            }
+            if checkpoint_due {
+                last_checkpoint = now;
+            }
+            let b = self.clone();
+            let res = tokio::task::spawn_blocking(move || {
+                b.partitions.maintain(retention_due, checkpoint_due)
+            })
+            .await;
+            match res {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "log maintenance failed"),
+                Err(e) => tracing::error!(error = %e, "log maintenance task failed"),
+            }
+        }
+    }
+
+    /// Flushes every log, writes checkpoints and the clean-shutdown marker
+    /// (spec: PRO-30). Metadata changes are already durable when acknowledged.
+    pub fn shutdown(&self) {
+        match self.partitions.shutdown() {
+            Ok(()) => tracing::info!(
+                broker_id = self.config.broker_id,
+                "logs flushed, clean shutdown recorded"
+            ),
+            Err(e) => tracing::error!(error = %e, "clean shutdown of the logs failed"),
+        }
+    }
+}
+
+/// Makes the logs match the metadata after a crash between the two: logs of
+/// partitions the metadata lacks are deleted, missing logs are created
+/// (spec: PRO-63).
+fn reconcile(metadata: &EmbeddedMetadata, partitions: &Partitions) -> Result<(), StorageError> {
+    let image = metadata.image();
+    let wanted: BTreeSet<TopicPartition> = image
+        .topics
+        .iter()
+        .flat_map(|(t, m)| (0..m.partitions).map(move |p| TopicPartition::new(t.clone(), p)))
+        .collect();
+    for tp in partitions.held() {
+        if !wanted.contains(&tp) {
+            tracing::warn!(partition = %tp, "log of a deleted partition; removing");
+            partitions.remove(&tp)?;
+        }
+    }
+    for tp in &wanted {
+        partitions.ensure(tp)?;
+    }
+    Ok(())
 }

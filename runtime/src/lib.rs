@@ -6,6 +6,7 @@ pub mod cli;
 pub mod cluster;
 pub mod codec;
 pub mod config;
+pub mod partition;
 pub mod protocol;
 pub mod server;
 pub mod storage;

@@ -108,6 +108,7 @@ impl Server {
         let max_connections = usize::try_from(self.broker.config.max_connections).unwrap_or(0);
         let permits = Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS)));
         let mut connections = JoinSet::new();
+        let maintenance = tokio::spawn(self.broker.clone().maintenance(stop.clone()));
         loop {
             tokio::select! {
                 res = self.listener.accept() => {
@@ -140,7 +141,9 @@ impl Server {
             tracing::warn!("connections still busy after the grace period; closing them");
             connections.shutdown().await;
         }
-        self.broker.shutdown();
+        let _ = maintenance.await;
+        let broker = self.broker.clone();
+        let _ = tokio::task::spawn_blocking(move || broker.shutdown()).await;
         tracing::info!("shutdown complete");
     }
 }

@@ -59,10 +59,7 @@ pub fn handle(
                     Some("Unknown broker id in replica assignment".to_owned()),
                 )
             } else {
-                match broker
-                    .metadata
-                    .create_partitions(&name, count, validate_only)
-                {
+                match broker.create_partitions(&name, count, validate_only) {
                     Ok(_) => (ErrorCode::None, None),
                     Err(e) => (ErrorCode::from(&e), Some(e.to_string())),
                 }

@@ -117,10 +117,7 @@ pub fn handle(
             continue;
         }
         let name = t.name.clone();
-        match broker
-            .metadata
-            .create_topic(&broker.config, t, validate_only)
-        {
+        match broker.create_topic(t, validate_only) {
             Ok(meta) => outcomes.push(Outcome {
                 name,
                 error: ErrorCode::None,

@@ -30,7 +30,7 @@ pub fn handle(
     let results: Vec<(String, ErrorCode)> = names
         .into_iter()
         .map(|name| {
-            let code = match broker.metadata.delete_topic(&broker.config, &name) {
+            let code = match broker.delete_topic(&name) {
                 Ok(_) => ErrorCode::None,
                 Err(e) => ErrorCode::from(&e),
             };

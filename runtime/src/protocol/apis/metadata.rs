@@ -114,9 +114,7 @@ pub fn handle(
                     && !INTERNAL_TOPICS.contains(&name.as_str());
                 let result = if auto {
                     broker
-                        .metadata
                         .create_topic(
-                            cfg,
                             NewTopic {
                                 name: name.clone(),
                                 partitions: -1,
