@@ -81,6 +81,8 @@ pub struct ClusterImage {
     pub cluster_id: String,
     /// Topics by name.
     pub topics: BTreeMap<String, TopicMeta>,
+    /// The next producer id InitProducerId hands out.
+    pub next_producer_id: i64,
 }
 
 /// A request to create one topic, after version defaults are applied.
@@ -174,6 +176,7 @@ impl EmbeddedMetadata {
                 let image = ClusterImage {
                     cluster_id: cluster_id_text(&id),
                     topics: BTreeMap::new(),
+                    next_producer_id: 0,
                 };
                 codec::write_atomic(&path, &image)?;
                 image
@@ -308,6 +311,17 @@ impl EmbeddedMetadata {
             tracing::info!(topic = %req.name, partitions, "topic created");
         }
         Ok(meta)
+    }
+
+    /// Hands out a producer id never given before, even across restarts
+    /// (spec: PRO-82).
+    pub fn allocate_producer_id(&self) -> Result<i64, TopicError> {
+        let mut guard = self.lock();
+        let id = guard.next_producer_id;
+        let mut next = (**guard).clone();
+        next.next_producer_id = id + 1;
+        self.commit(&mut guard, next)?;
+        Ok(id)
     }
 
     /// Deletes a topic from the metadata (spec: PRO-53).

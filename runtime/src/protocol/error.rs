@@ -2,6 +2,8 @@
 //! (spec: PRO-7).
 
 use crate::cluster::TopicError;
+use crate::partition::AppendError;
+use crate::storage::record::RecordError;
 
 /// The Kafka error codes Gregor returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +27,12 @@ pub enum ErrorCode {
     RequestTimedOut = 7,
     /// The record batch is larger than the limit.
     MessageTooLarge = 10,
+    /// The client may not use this transactional id (transactions are off).
+    TransactionalIdAuthorizationFailed = 53,
     /// The topic name is illegal.
     InvalidTopicException = 17,
+    /// The produce request's records exceed the request limits.
+    RecordListTooLarge = 18,
     /// Fewer in-sync replicas than `min.insync.replicas`.
     NotEnoughReplicas = 19,
     /// acks is not 0, 1 or -1.
@@ -45,8 +51,22 @@ pub enum ErrorCode {
     InvalidConfig = 40,
     /// The request is malformed or inconsistent.
     InvalidRequest = 42,
+    /// The records break the record format's rules.
+    UnsupportedForMessageFormat = 43,
+    /// The sequence number does not follow the last one written.
+    OutOfOrderSequenceNumber = 45,
+    /// The batch was already written (a retry).
+    DuplicateSequenceNumber = 46,
+    /// The producer epoch is older than the current one.
+    InvalidProducerEpoch = 47,
     /// The broker cannot persist the change.
     KafkaStorageError = 56,
+    /// The partition has no state for this producer id.
+    UnknownProducerId = 59,
+    /// The codec is not valid for the record format.
+    UnsupportedCompressionType = 76,
+    /// A record breaks a produce rule.
+    InvalidRecord = 87,
     /// Topic deletion is disabled.
     TopicDeletionDisabled = 73,
     /// No topic has this id.
@@ -72,6 +92,29 @@ impl From<&TopicError> for ErrorCode {
             TopicError::InvalidConfig(_) => Self::InvalidConfig,
             TopicError::DeletionDisabled => Self::TopicDeletionDisabled,
             TopicError::Storage(_) => Self::KafkaStorageError,
+        }
+    }
+}
+
+impl From<&AppendError> for ErrorCode {
+    fn from(e: &AppendError) -> Self {
+        match e {
+            AppendError::UnknownPartition(_) => Self::UnknownTopicOrPartition,
+            AppendError::TooLarge { .. } => Self::MessageTooLarge,
+            AppendError::Record(r) if r.is_corruption() => Self::CorruptMessage,
+            AppendError::Record(RecordError::UnsupportedCodec { .. }) => {
+                Self::UnsupportedCompressionType
+            }
+            AppendError::Record(RecordError::DecompressedTooLarge { .. }) => {
+                Self::RecordListTooLarge
+            }
+            AppendError::Record(_) => Self::InvalidRecord,
+            AppendError::WrongFormat(_) => Self::UnsupportedForMessageFormat,
+            AppendError::ProducerFenced { .. } => Self::InvalidProducerEpoch,
+            AppendError::OutOfOrder { .. } => Self::OutOfOrderSequenceNumber,
+            AppendError::UnknownProducer(_) => Self::UnknownProducerId,
+            AppendError::Storage(_) => Self::KafkaStorageError,
+            AppendError::ShuttingDown => Self::NotLeaderOrFollower,
         }
     }
 }

@@ -11,6 +11,8 @@ pub mod frame;
 pub mod header;
 pub mod wire;
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::Encodable;
@@ -44,11 +46,15 @@ const fn api(key: ApiKey, min: i16, max: i16, flexible_from: i16) -> ApiSpec {
 /// The ApiVersions table: every API with a handler, in api-key order, with
 /// the version ranges of a real Kafka release (spec: PRO-10, PRO-11).
 pub const SUPPORTED_APIS: &[ApiSpec] = &[
+    api(ApiKey::Produce, 0, 9, 9),
+    api(ApiKey::Fetch, 0, 12, 12),
+    api(ApiKey::ListOffsets, 0, 7, 6),
     api(ApiKey::Metadata, 0, 12, 9),
-    api(ApiKey::DescribeConfigs, 0, 4, 4),
     api(ApiKey::ApiVersions, 0, 3, 3),
     api(ApiKey::CreateTopics, 0, 5, 5),
     api(ApiKey::DeleteTopics, 0, 4, 4),
+    api(ApiKey::InitProducerId, 0, 4, 2),
+    api(ApiKey::DescribeConfigs, 0, 4, 4),
     api(ApiKey::CreatePartitions, 0, 3, 2),
 ];
 
@@ -90,7 +96,7 @@ pub fn encode_body<R: Encodable>(resp: &R, version: i16) -> Result<BytesMut, Han
 /// Decodes, dispatches and answers one request frame (the bytes after the
 /// size prefix). Never panics on malformed input: decoding errors close the
 /// connection (spec: PRO-4).
-pub async fn handle_frame(broker: &Broker, frame: Bytes) -> Outcome {
+pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
     let Some((api_key, api_version, correlation_id)) = header::peek_fixed(&frame) else {
         return Outcome::Close("request shorter than its header".into());
     };
@@ -117,6 +123,16 @@ pub async fn handle_frame(broker: &Broker, frame: Bytes) -> Outcome {
     };
     let reader = Reader::new(body, api_version >= spec.flexible_from);
     let result = match spec.key {
+        ApiKey::Produce => {
+            let (b, h) = (broker.clone(), header.clone());
+            match tokio::task::spawn_blocking(move || apis::produce::handle(&b, &h, reader)).await {
+                Ok(r) => r,
+                Err(e) => return Outcome::Close(format!("produce task failed: {e}")),
+            }
+        }
+        ApiKey::Fetch => apis::fetch::handle(broker, &header, reader).await,
+        ApiKey::ListOffsets => apis::list_offsets::handle(broker, &header, reader),
+        ApiKey::InitProducerId => apis::init_producer_id::handle(broker, &header, reader),
         ApiKey::ApiVersions => apis::api_versions::handle(broker, &header, reader),
         ApiKey::Metadata => apis::metadata::handle(broker, &header, reader),
         ApiKey::CreateTopics => apis::create_topics::handle(broker, &header, reader),

@@ -7,7 +7,11 @@ pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_topics;
 pub mod describe_configs;
+pub mod fetch;
+pub mod init_producer_id;
+pub mod list_offsets;
 pub mod metadata;
+pub mod produce;
 
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;

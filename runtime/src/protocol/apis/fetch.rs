@@ -1,0 +1,303 @@
+//! Fetch (key 1), v0–v12, with long polling (spec: PRO-72 … PRO-75).
+//!
+//! A fetch that finds fewer than `min_bytes` waits until an append wakes it
+//! or `max_wait_ms` passes — it sleeps on a watch channel, never polls.
+//! v0–v3 are coded by hand and get v0/v1 messages (v2 batches are
+//! converted down); v12 (flexible) never returns v0/v1 messages: legacy
+//! entries are converted up (librdkafka ≥ 2.5 misreads them there).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use gregor_core::ids::TopicPartition;
+use kafka_protocol::messages::FetchResponse;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+
+use super::super::error::ErrorCode;
+use super::super::header::RequestHeader;
+use super::super::wire::{Reader, legacy};
+use super::super::{HandlerError, encode_body};
+use super::topic_name;
+use crate::broker::Broker;
+use crate::storage::error::StorageError;
+use crate::storage::record::{self, DEFAULT_MAX_DECOMPRESSED_BYTES};
+
+/// Longest wait honoured, whatever the client asks: bounds how long a
+/// connection's pipeline can be held by one fetch.
+pub const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+
+struct PartitionReq {
+    partition: i32,
+    fetch_offset: i64,
+    partition_max_bytes: i32,
+}
+
+struct PartitionOut {
+    partition: i32,
+    error: ErrorCode,
+    high_watermark: i64,
+    log_start_offset: i64,
+    records: Bytes,
+}
+
+/// Answers a Fetch request, waiting for data as the request allows.
+pub async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    mut r: Reader,
+) -> Result<Option<BytesMut>, HandlerError> {
+    let v = header.api_version;
+    let _replica_id = r.i32("replica_id")?;
+    let max_wait_ms = r.i32("max_wait_ms")?;
+    let min_bytes = r.i32("min_bytes")?;
+    let max_bytes = if v >= 3 {
+        r.i32("max_bytes")?
+    } else {
+        i32::MAX
+    };
+    if v >= 4 {
+        r.i8("isolation_level")?;
+    }
+    if v >= 7 {
+        r.i32("session_id")?;
+        r.i32("session_epoch")?;
+    }
+    let n = r.array("topics")?;
+    let mut topics: Vec<(String, Vec<PartitionReq>)> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = r.str("topic")?.to_owned();
+        let np = r.array("partitions")?;
+        let mut parts = Vec::with_capacity(np);
+        for _ in 0..np {
+            let partition = r.i32("partition")?;
+            if v >= 9 {
+                r.i32("current_leader_epoch")?;
+            }
+            let fetch_offset = r.i64("fetch_offset")?;
+            if v >= 12 {
+                r.i32("last_fetched_epoch")?;
+            }
+            if v >= 5 {
+                r.i64("log_start_offset")?;
+            }
+            let partition_max_bytes = r.i32("partition_max_bytes")?;
+            r.tagged_fields()?;
+            parts.push(PartitionReq {
+                partition,
+                fetch_offset,
+                partition_max_bytes,
+            });
+        }
+        r.tagged_fields()?;
+        topics.push((name, parts));
+    }
+    if v >= 7 {
+        for _ in 0..r.array("forgotten_topics_data")? {
+            r.str("topic")?;
+            for _ in 0..r.array("partitions")? {
+                r.i32("partition")?;
+            }
+            r.tagged_fields()?;
+        }
+    }
+    if v >= 11 {
+        r.str("rack_id")?;
+    }
+    r.tagged_fields()?;
+    r.finish()?;
+
+    // spec: PRO-72 — subscribe before the first read so no append is missed.
+    let mut appended = broker.partitions.subscribe();
+    let wait = Duration::from_millis(max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let deadline = tokio::time::Instant::now() + wait;
+    let result = loop {
+        appended.borrow_and_update();
+        let (result, bytes, any_error) = read_all(broker, v, &topics, max_bytes);
+        if any_error || bytes >= i64::from(min_bytes) || tokio::time::Instant::now() >= deadline {
+            break result;
+        }
+        tokio::select! {
+            changed = appended.changed() => {
+                if changed.is_err() {
+                    break result;
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                break read_all(broker, v, &topics, max_bytes).0;
+            }
+        }
+    };
+    if v < 4 {
+        return Ok(Some(encode_legacy(v, &result)));
+    }
+    let resp = FetchResponse::default().with_responses(
+        result
+            .into_iter()
+            .map(|(name, parts)| {
+                FetchableTopicResponse::default()
+                    .with_topic(topic_name(name))
+                    .with_partitions(
+                        parts
+                            .into_iter()
+                            .map(|p| {
+                                PartitionData::default()
+                                    .with_partition_index(p.partition)
+                                    .with_error_code(p.error.code())
+                                    .with_high_watermark(p.high_watermark)
+                                    .with_last_stable_offset(p.high_watermark)
+                                    .with_log_start_offset(p.log_start_offset)
+                                    .with_aborted_transactions(None)
+                                    .with_records(Some(p.records))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    );
+    encode_body(&resp, v).map(Some)
+}
+
+type FetchResult = Vec<(String, Vec<PartitionOut>)>;
+
+/// Reads every requested partition once. Returns the per-partition data,
+/// the bytes gathered and whether any partition has an error.
+fn read_all(
+    broker: &Broker,
+    v: i16,
+    topics: &[(String, Vec<PartitionReq>)],
+    max_bytes: i32,
+) -> (FetchResult, i64, bool) {
+    let image = broker.metadata.image();
+    let mut remaining = i64::from(max_bytes.max(0));
+    let mut total = 0i64;
+    let mut any_error = false;
+    let mut out = Vec::with_capacity(topics.len());
+    let mut buf = Vec::new();
+    for (name, parts) in topics {
+        let mut outs = Vec::with_capacity(parts.len());
+        for p in parts {
+            let tp = TopicPartition::new(name.clone(), p.partition);
+            let known = image
+                .topics
+                .get(name)
+                .is_some_and(|m| p.partition >= 0 && p.partition < m.partitions);
+            let reader = known.then(|| broker.partitions.reader(&tp)).flatten();
+            let Some(reader) = reader else {
+                any_error = true;
+                outs.push(PartitionOut {
+                    partition: p.partition,
+                    error: ErrorCode::UnknownTopicOrPartition,
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                    records: Bytes::new(),
+                });
+                continue;
+            };
+            let high_watermark = reader.log_end();
+            let log_start_offset = reader.log_start();
+            let mut error = ErrorCode::None;
+            let mut records = Bytes::new();
+            // KIP-74: the first non-empty partition is returned whole even
+            // beyond max_bytes, so a consumer always makes progress.
+            let limit = if total == 0 {
+                p.partition_max_bytes.max(0) as i64
+            } else {
+                (p.partition_max_bytes.max(0) as i64).min(remaining)
+            };
+            if total == 0 || limit > 0 {
+                match reader.read(p.fetch_offset, limit as usize) {
+                    Ok(Some(range)) => {
+                        buf.clear();
+                        match range.read_into(&mut buf) {
+                            Ok(()) => match convert_for_version(v, &buf) {
+                                Ok(bytes) => records = bytes,
+                                Err(e) => {
+                                    tracing::error!(partition = %tp, error = %e, "fetch conversion failed");
+                                    error = ErrorCode::UnknownServerError;
+                                }
+                            },
+                            Err(e) => {
+                                tracing::error!(partition = %tp, error = %e, "fetch read failed");
+                                error = ErrorCode::KafkaStorageError;
+                            }
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(StorageError::OffsetOutOfRange { .. }) => {
+                        error = ErrorCode::OffsetOutOfRange;
+                    }
+                    Err(e) => {
+                        tracing::error!(partition = %tp, error = %e, "fetch read failed");
+                        error = ErrorCode::KafkaStorageError;
+                    }
+                }
+            }
+            any_error |= error != ErrorCode::None;
+            total += records.len() as i64;
+            remaining -= records.len() as i64;
+            outs.push(PartitionOut {
+                partition: p.partition,
+                error,
+                high_watermark,
+                log_start_offset,
+                records,
+            });
+        }
+        out.push((name.clone(), outs));
+    }
+    (out, total, any_error)
+}
+
+/// Whether any entry in `buf` has a magic byte outside `range`.
+fn has_magic_outside(buf: &[u8], range: std::ops::RangeInclusive<u8>) -> bool {
+    let mut pos = 0;
+    while pos + 17 <= buf.len() {
+        if !range.contains(&buf[pos + 16]) {
+            return true;
+        }
+        let size = i32::from_be_bytes([buf[pos + 8], buf[pos + 9], buf[pos + 10], buf[pos + 11]]);
+        pos += 12 + size.max(0) as usize;
+    }
+    false
+}
+
+/// Converts log bytes to the record format a Fetch version may carry
+/// (spec: PRO-74): v0–1 get magic 0, v2–3 magic ≤ 1, v12 only magic 2.
+fn convert_for_version(v: i16, buf: &[u8]) -> Result<Bytes, record::RecordError> {
+    let mut out = Vec::new();
+    match v {
+        0 | 1 if has_magic_outside(buf, 0..=0) => {
+            record::down_convert(buf, 0, &mut out, DEFAULT_MAX_DECOMPRESSED_BYTES)?
+        }
+        2 | 3 if has_magic_outside(buf, 0..=1) => {
+            record::down_convert(buf, 1, &mut out, DEFAULT_MAX_DECOMPRESSED_BYTES)?
+        }
+        12.. if has_magic_outside(buf, 2..=2) => {
+            record::up_convert(buf, &mut out, DEFAULT_MAX_DECOMPRESSED_BYTES)?
+        }
+        _ => return Ok(Bytes::copy_from_slice(buf)),
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Fetch responses v0–v3, which the `kafka-protocol` crate no longer has.
+fn encode_legacy(v: i16, result: &FetchResult) -> BytesMut {
+    let mut out = BytesMut::new();
+    if v >= 1 {
+        out.put_i32(0); // throttle_time_ms
+    }
+    legacy::put_len(&mut out, result.len());
+    for (name, parts) in result {
+        legacy::put_str(&mut out, name);
+        legacy::put_len(&mut out, parts.len());
+        for p in parts {
+            out.put_i32(p.partition);
+            out.put_i16(p.error.code());
+            out.put_i64(p.high_watermark);
+            out.put_i32(p.records.len() as i32);
+            out.extend_from_slice(&p.records);
+        }
+    }
+    out
+}

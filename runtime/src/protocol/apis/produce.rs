@@ -1,0 +1,196 @@
+//! Produce (key 0), v0–v9 (spec: PRO-70, PRO-71).
+//!
+//! v0–v2 carry the seed's v0/v1 messages and are coded by hand; v3+ carry
+//! v2 record batches and answer through `kafka-protocol`. With a single
+//! replica the high watermark moves with every append, so acks=1 and
+//! acks=all are both answered once the bytes are in the log; acks=0 gets
+//! no response at all.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use gregor_core::ids::TopicPartition;
+use kafka_protocol::messages::ProduceResponse;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+
+use super::super::error::ErrorCode;
+use super::super::header::RequestHeader;
+use super::super::wire::{Reader, legacy};
+use super::super::{HandlerError, encode_body};
+use super::{sb, topic_name};
+use crate::broker::Broker;
+use crate::config::TimestampType;
+use crate::partition::{AppendOptions, Appended};
+use crate::storage::record::Validator;
+
+struct PartitionResult {
+    index: i32,
+    error: ErrorCode,
+    message: Option<String>,
+    appended: Option<Appended>,
+}
+
+/// Answers a Produce request (blocking: appends write to the log).
+pub fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    mut r: Reader,
+) -> Result<Option<BytesMut>, HandlerError> {
+    let v = header.api_version;
+    if v >= 3 {
+        let _transactional_id = r.nullable_str("transactional_id")?;
+    }
+    let acks = r.i16("acks")?;
+    let _timeout_ms = r.i32("timeout_ms")?;
+    let n = r.array("topics")?;
+    let mut request: Vec<(String, Vec<(i32, Option<Bytes>)>)> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = r.str("topic name")?.to_owned();
+        let np = r.array("partitions")?;
+        let mut parts = Vec::with_capacity(np);
+        for _ in 0..np {
+            let index = r.i32("partition index")?;
+            let records = r.nullable_bytes("records")?;
+            r.tagged_fields()?;
+            parts.push((index, records));
+        }
+        r.tagged_fields()?;
+        request.push((name, parts));
+    }
+    r.tagged_fields()?;
+    r.finish()?;
+
+    let cfg = &broker.config;
+    let image = broker.metadata.image();
+    let mut validator = Validator::default();
+    let mut results: Vec<(String, Vec<PartitionResult>)> = Vec::with_capacity(request.len());
+    for (name, parts) in request {
+        let topic = image.topics.get(&name);
+        let mut out = Vec::with_capacity(parts.len());
+        for (index, records) in parts {
+            let fail = |error: ErrorCode, message: Option<String>| PartitionResult {
+                index,
+                error,
+                message,
+                appended: None,
+            };
+            // spec: PRO-71 — checks in Kafka's order.
+            let Some(meta) = topic.filter(|m| index >= 0 && index < m.partitions) else {
+                out.push(fail(ErrorCode::UnknownTopicOrPartition, None));
+                continue;
+            };
+            if !matches!(acks, -1..=1) {
+                out.push(fail(ErrorCode::InvalidRequiredAcks, None));
+                continue;
+            }
+            let min_isr: i32 = meta
+                .configs
+                .get("min.insync.replicas")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(cfg.min_insync_replicas);
+            if acks == -1 && min_isr > 1 {
+                // spec: PRO-71 — one replica can never satisfy min.insync.replicas > 1.
+                out.push(fail(ErrorCode::NotEnoughReplicas, None));
+                continue;
+            }
+            let Some(records) = records.filter(|r| !r.is_empty()) else {
+                out.push(fail(
+                    ErrorCode::InvalidRecord,
+                    Some("empty record set".into()),
+                ));
+                continue;
+            };
+            let max_entry_bytes = meta
+                .configs
+                .get("max.message.bytes")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(cfg.message_max_bytes.max(0) as usize);
+            let timestamp_type = match meta
+                .configs
+                .get("message.timestamp.type")
+                .map(String::as_str)
+            {
+                Some("LogAppendTime") => TimestampType::LogAppendTime,
+                Some(_) => TimestampType::CreateTime,
+                None => cfg.message_timestamp_type,
+            };
+            let opts = AppendOptions {
+                max_entry_bytes,
+                timestamp_type,
+                require_v2: v >= 3,
+            };
+            let tp = TopicPartition::new(name.clone(), index);
+            match broker
+                .partitions
+                .append(&tp, &records, opts, &mut validator)
+            {
+                Ok(appended) => out.push(PartitionResult {
+                    index,
+                    error: ErrorCode::None,
+                    message: None,
+                    appended: Some(appended),
+                }),
+                Err(e) => {
+                    let code = ErrorCode::from(&e);
+                    tracing::debug!(partition = %tp, error = %e, "produce refused");
+                    out.push(fail(code, Some(e.to_string())));
+                }
+            }
+        }
+        results.push((name, out));
+    }
+    if acks == 0 {
+        // spec: PRO-70 — acks=0 is never answered, even on error.
+        return Ok(None);
+    }
+    if v < 3 {
+        return Ok(Some(encode_legacy(v, &results)));
+    }
+    let resp = ProduceResponse::default().with_responses(
+        results
+            .into_iter()
+            .map(|(name, parts)| {
+                TopicProduceResponse::default()
+                    .with_name(topic_name(name))
+                    .with_partition_responses(
+                        parts
+                            .into_iter()
+                            .map(|p| {
+                                let a = p.appended;
+                                PartitionProduceResponse::default()
+                                    .with_index(p.index)
+                                    .with_error_code(p.error.code())
+                                    .with_base_offset(a.map_or(-1, |a| a.base_offset))
+                                    .with_log_append_time_ms(a.map_or(-1, |a| a.log_append_time))
+                                    .with_log_start_offset(a.map_or(-1, |a| a.log_start_offset))
+                                    .with_error_message(p.message.map(sb))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    );
+    encode_body(&resp, v).map(Some)
+}
+
+/// Produce responses v0–v2, which the `kafka-protocol` crate no longer has.
+fn encode_legacy(v: i16, results: &[(String, Vec<PartitionResult>)]) -> BytesMut {
+    let mut out = BytesMut::new();
+    legacy::put_len(&mut out, results.len());
+    for (name, parts) in results {
+        legacy::put_str(&mut out, name);
+        legacy::put_len(&mut out, parts.len());
+        for p in parts {
+            out.put_i32(p.index);
+            out.put_i16(p.error.code());
+            out.put_i64(p.appended.map_or(-1, |a| a.base_offset));
+            if v >= 2 {
+                out.put_i64(p.appended.map_or(-1, |a| a.log_append_time));
+            }
+        }
+    }
+    if v >= 1 {
+        out.put_i32(0); // throttle_time_ms
+    }
+    out
+}
