@@ -337,7 +337,7 @@ fn parse_fetch_legacy(mut r: Bytes) -> (i16, i64, Bytes) {
     (err, hw, r.split_to(n))
 }
 
-// spec: PRO-73, PRO-74 — the seed's v1 messages in and out.
+// spec: PRO-70, PRO-74 — the seed's v1 messages in and out.
 #[tokio::test]
 async fn legacy_messages_round_trip_and_convert() {
     let b = TestBroker::start(&[]).await;
