@@ -22,6 +22,17 @@ fn exercise(bytes: &[u8]) -> Result<ValidationSummary, RecordError> {
     let mut copy = bytes.to_vec();
     let mut scratch = Vec::new();
     let assigned = assign_offsets_with(&mut copy, 7, 3, Some(99), &mut scratch, CAP);
+    // The one-call produce path agrees with the two steps.
+    let mut combined = bytes.to_vec();
+    let both = Validator::new(CAP).validate_and_assign(&mut combined, 7, 3, Some(99));
+    if let (Ok(s), Ok((s2, a2))) = (&summary, &both) {
+        assert_eq!(s, s2);
+        assert_eq!(Some(a2), assigned.as_ref().ok());
+        assert_eq!(
+            combined, copy,
+            "with log-append time both write the same bytes"
+        );
+    }
     let mut out = Vec::new();
     let _ = down_convert(bytes, 1, &mut out, CAP);
     let _ = down_convert(bytes, 0, &mut out, CAP);

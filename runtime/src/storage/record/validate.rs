@@ -5,6 +5,7 @@
 //! compressed ones after decompressing into a buffer the [`Validator`]
 //! keeps between calls. Nothing is allocated per record.
 
+use super::assign::{AssignedOffsets, assign_offsets_impl};
 use super::compression::{Codec, DEFAULT_MAX_DECOMPRESSED_BYTES, decompress};
 use super::legacy::{self, for_each_inner};
 use super::v2::{self, BatchHeader, RecordWalker};
@@ -70,7 +71,12 @@ impl ValidationSummary {
 /// calls so that the steady state allocates nothing.
 #[derive(Debug)]
 pub struct Validator {
+    /// Decompressed records of the entry being checked, reused.
     scratch: Vec<u8>,
+    /// The largest record timestamp of each v2 batch of the last payload,
+    /// as the record walk found it (one slot per batch, reused).
+    batch_max_timestamps: Vec<i64>,
+    /// Cap on one entry's decompressed size (spec: STO-19).
     max_decompressed_bytes: usize,
 }
 
@@ -93,6 +99,7 @@ impl Validator {
     pub fn new(max_decompressed_bytes: usize) -> Self {
         Validator {
             scratch: Vec::new(),
+            batch_max_timestamps: Vec::new(),
             max_decompressed_bytes,
         }
     }
@@ -115,6 +122,7 @@ impl Validator {
         };
         let mut pos = 0;
         let mut saw_plain_v2 = false;
+        self.batch_max_timestamps.clear();
         while pos < payload.len() {
             let rest = &payload[pos..];
             let size = match rest.get(MAGIC_OFFSET) {
@@ -176,9 +184,35 @@ impl Validator {
             h.base_timestamp.saturating_add(max_delta)
         };
         s.max_timestamp = s.max_timestamp.max(max_ts);
+        self.batch_max_timestamps.push(max_ts);
         s.records += h.records_count as u64;
         self.note_producer(&h, s, saw_plain)?;
         Ok(size)
+    }
+
+    /// The produce path in one call: [`Validator::validate`], then
+    /// [`super::assign_offsets`] — except that a v2 batch whose
+    /// `maxTimestamp` disagrees with its records (under create time) gets
+    /// the walked value written back, so that time indexes built from
+    /// headers find every record (spec: STO-23).
+    pub fn validate_and_assign(
+        &mut self,
+        buf: &mut Vec<u8>,
+        base_offset: i64,
+        leader_epoch: i32,
+        log_append_time: Option<i64>,
+    ) -> Result<(ValidationSummary, AssignedOffsets), RecordError> {
+        let summary = self.validate(buf)?;
+        let assigned = assign_offsets_impl(
+            buf,
+            base_offset,
+            leader_epoch,
+            log_append_time,
+            &mut self.scratch,
+            self.max_decompressed_bytes,
+            Some(&self.batch_max_timestamps),
+        )?;
+        Ok((summary, assigned))
     }
 
     // spec: STO-22 — all batches of one payload come from one producer
