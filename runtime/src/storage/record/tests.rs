@@ -814,3 +814,34 @@ fn the_produce_path_corrects_a_wrong_max_timestamp() {
     assert_eq!((s.max_timestamp, a.max_timestamp), (want, want));
     assert_eq!(parse_entry(&buf).unwrap().max_timestamp, want);
 }
+
+// spec: STO-13
+#[test]
+fn attribute_bits_round_trip() {
+    let mut b = BatchBuilder::new(2, Codec::Snappy, 0)
+        .unwrap()
+        .transactional(true)
+        .timestamp_type(TimestampType::LogAppendTime)
+        .producer(5, 1, 0);
+    b.append(77, None, Some(b"v"), &[]).unwrap();
+    let buf = b.build().unwrap();
+    let (h, _) = v2::BatchHeader::parse(&buf).unwrap();
+    assert_eq!(
+        h.attributes, 0b0001_1010,
+        "snappy, log-append time, transactional"
+    );
+    assert!(h.is_transactional() && !h.is_control());
+    assert_eq!(h.codec().unwrap(), Codec::Snappy);
+    assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
+    let r = decode_records(&buf, 0).unwrap();
+    assert_eq!(
+        (r[0].timestamp, r[0].timestamp_type),
+        (77, TimestampType::LogAppendTime)
+    );
+    let mut v1 = BatchBuilder::new(1, Codec::Gzip, 0)
+        .unwrap()
+        .timestamp_type(TimestampType::LogAppendTime);
+    v1.append(88, None, Some(b"v"), &[]).unwrap();
+    let m = v1.build().unwrap();
+    assert_eq!(m[legacy::ATTRIBUTES_OFFSET], 0x08 | 1);
+}
