@@ -221,16 +221,16 @@ fn assign_wrapper(
     let (magic, size) = (m.magic, m.size);
     let mut in_place = true;
     let mut max_inner = NO_TIMESTAMP;
-    let mut inner_starts = Vec::new();
-    let n = for_each_inner(scratch, magic, |at, inner| {
+    let mut seen = 0i64;
+    let n = for_each_inner(scratch, magic, |_, inner| {
         let want = if magic == 1 {
-            inner_starts.len() as i64
+            seen
         } else {
-            base + inner_starts.len() as i64
+            base.saturating_add(seen)
         };
         in_place &= inner.offset == want;
         max_inner = max_inner.max(inner.timestamp);
-        inner_starts.push(at);
+        seen += 1;
         Ok(())
     })? as i64;
     let last = base
@@ -268,13 +268,15 @@ fn assign_wrapper(
     }
     // Rebuild: rewrite the inner offsets (outside their CRCs), recompress,
     // and write a new wrapper in place of the old one.
-    for (i, &at) in inner_starts.iter().enumerate() {
-        let off = if magic == 1 {
-            i as i64
-        } else {
-            base + i as i64
-        };
+    // The walk above checked every inner entry's framing.
+    let mut at = 0;
+    let mut i = 0i64;
+    while at < scratch.len() {
+        let (inner_size, _) = frame_entry(&scratch[at..])?;
+        let off = if magic == 1 { i } else { base + i };
         scratch[at..at + 8].copy_from_slice(&off.to_be_bytes());
+        at += inner_size;
+        i += 1;
     }
     let mut attributes = m.attributes;
     let mut wrapper_ts = if magic == 1 { max_inner } else { NO_TIMESTAMP };

@@ -243,4 +243,27 @@ proptest! {
         let want_time = if magic == 0 { None } else { append_time };
         prop_assert_eq!(decode_records(&buf, 0).unwrap(), expected(magic, base, &records, want_time));
     }
+
+    /// Every codec's decoder, fed damaged or extended compressed bytes,
+    /// returns an error or bounded output, never a panic (spec: STO-19).
+    #[test]
+    fn damaged_compressed_bytes_never_panic(
+        codec in 1u8..5,
+        magic in 0u8..3,
+        data in proptest::collection::vec(any::<u8>(), 0..2000),
+        mutations in proptest::collection::vec(mutation(), 0..3),
+        tail in proptest::collection::vec(any::<u8>(), 0..24),
+    ) {
+        let codec = Codec::from_id(codec, 2).unwrap();
+        let mut packed = Vec::new();
+        compress(codec, magic, &data, &mut packed).unwrap();
+        for m in &mutations {
+            mutate(&mut packed, m);
+        }
+        packed.extend_from_slice(&tail);
+        let mut out = Vec::new();
+        if compression::decompress(codec, &packed, &mut out, 4096).is_ok() {
+            prop_assert!(out.len() <= 4096);
+        }
+    }
 }
