@@ -4,7 +4,7 @@
 //! `CARGO_TARGET_DIR=/work/target cargo bench -p runtime --bench record_validate`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gregor_runtime::storage::record::{BatchBuilder, Codec, Validator, assign_offsets_with};
+use gregor_runtime::storage::record::{BatchBuilder, Codec, Validator};
 use std::hint::black_box;
 
 /// Target size of the batch, as producers send with `batch.size=16384`.
@@ -37,7 +37,6 @@ fn bench(c: &mut Criterion) {
     for codec in [Codec::None, Codec::Lz4] {
         let (mut buf, records) = batch(codec);
         let mut validator = Validator::default();
-        let mut scratch = Vec::new();
         eprintln!(
             "{codec}: {records} records, {} bytes on the wire",
             buf.len()
@@ -46,9 +45,9 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("validate_assign_{codec}"), |b| {
             let mut next = 0i64;
             b.iter(|| {
-                let s = validator.validate(black_box(&buf)).unwrap();
-                let a =
-                    assign_offsets_with(&mut buf, next, 3, None, &mut scratch, usize::MAX).unwrap();
+                let (s, a) = validator
+                    .validate_and_assign(black_box(&mut buf), next, 3, None)
+                    .unwrap();
                 next = a.last_offset + 1;
                 black_box((s, a))
             });

@@ -189,6 +189,12 @@ fn every_format_and_codec_round_trips_through_validate_assign_decode() {
             inputs.iter().map(|r| r.timestamp).max().unwrap()
         };
         assert_eq!(s.max_timestamp, want_max, "{magic}/{codec}");
+        let want_min = if magic == 0 {
+            NO_TIMESTAMP
+        } else {
+            inputs.iter().map(|r| r.timestamp).min().unwrap()
+        };
+        assert_eq!(s.min_timestamp, want_min, "{magic}/{codec}");
         let a = assign_offsets(&mut buf, 1000, 7, None).unwrap();
         assert_eq!(
             (a.first_offset, a.last_offset),
