@@ -394,7 +394,7 @@ impl Log {
             count += 1;
         }
         let last_offset = expected - 1;
-        let rolled = self.maybe_roll(entries.len() as u64, last_offset, now_ms)?;
+        let rolled = self.maybe_roll(entries.len() as u64, last_offset, max_ts, now_ms)?;
 
         // spec: STO-31 — one write per append, then index, then publish.
         let start_pos = self.active.size;
@@ -456,13 +456,17 @@ impl Log {
         Ok(())
     }
 
-    /// Rolls before an append of `size` bytes ending at `last_offset` if
-    /// the active segment is non-empty and full by size, index or time
-    /// (spec: STO-41, STO-42).
+    /// Rolls before an append of `size` bytes ending at `last_offset` with
+    /// largest timestamp `max_ts` if the active segment is non-empty and
+    /// full by size, index or time (spec: STO-41, STO-42). Time counts, as
+    /// in Kafka, from the segment's first entry timestamp to the incoming
+    /// largest timestamp, or from the segment's creation to `now_ms` when
+    /// the first entry has no timestamp.
     fn maybe_roll(
         &mut self,
         size: u64,
         last_offset: i64,
+        max_ts: i64,
         now_ms: i64,
     ) -> Result<bool, StorageError> {
         let a = &self.active;
@@ -471,7 +475,11 @@ impl Log {
         }
         let by_size = a.size + size > self.config.segment_bytes;
         let by_index = a.seg.index().is_full() || a.seg.time_index().is_full();
-        let by_time = now_ms - a.roll_base_ms.unwrap_or(a.created_ms) >= self.config.roll_ms;
+        let waited = match a.roll_base_ms {
+            Some(first_ts) => max_ts - first_ts,
+            None => now_ms - a.created_ms,
+        };
+        let by_time = waited >= self.config.roll_ms;
         let by_offset = last_offset - a.seg.base_offset() > i64::from(u32::MAX);
         if by_size || by_index || by_time || by_offset {
             debug!(dir = %self.dir().display(), by_size, by_index, by_time, by_offset, "rolling segment");
@@ -1053,6 +1061,7 @@ fn recover_segment(
     epochs.truncate_from_end(Offset(expected));
     active.seg.set_max_timestamp(active.max_ts);
     let sized = active.seg.resized(None)?;
+    sized.seal(valid);
     Ok((sized, expected, valid, valid < file_len))
 }
 
