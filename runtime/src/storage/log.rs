@@ -174,7 +174,8 @@ impl Log {
         config.validate()?;
         fs::create_dir_all(dir).map_err(io("create", dir))?;
         let epoch_path = dir.join(LEADER_EPOCH_CHECKPOINT);
-        let mut epochs = EpochCache::from_entries(checkpoint::read_epochs(&epoch_path)?);
+        let stored_epochs = checkpoint::read_epochs(&epoch_path)?;
+        let mut epochs = EpochCache::from_entries(stored_epochs.iter().copied());
         let bases = list_segments(dir)?;
         let rp = if opts.clean_shutdown {
             i64::MAX
@@ -184,6 +185,8 @@ impl Log {
         let index_max = config.index_size_max_bytes as usize;
         let mut segments: Vec<Arc<Segment>> = Vec::new();
         let mut next_offset = None::<i64>;
+        // Largest leader epoch seen by the re-validation, across segments.
+        let mut latest_epoch = -1;
         let mut last_len = 0u64;
         for (i, &base) in bases.iter().enumerate() {
             if let Some(n) = next_offset
@@ -203,7 +206,14 @@ impl Log {
             // a missing index is rebuilt.
             let needs_recovery = indexes_missing || next_base.is_none_or(|nb| nb > rp);
             let outcome = if needs_recovery {
-                recover_segment(&seg, &config, &mut epochs, dir, index_max)?
+                recover_segment(
+                    &seg,
+                    &config,
+                    &mut epochs,
+                    &mut latest_epoch,
+                    dir,
+                    index_max,
+                )?
             } else {
                 load_segment(&seg, &config, next_base, dir, index_max)?
             };
@@ -255,7 +265,9 @@ impl Log {
             unflushed: 0,
             last_flush_ms: opts.now_ms,
         };
-        log.write_epoch_checkpoint()?;
+        if log.meta.epochs().entries() != stored_epochs.as_slice() || !epoch_path.exists() {
+            log.write_epoch_checkpoint()?;
+        }
         info!(dir = %dir.display(), start, end = leo, clean = opts.clean_shutdown, "log loaded");
         Ok(log)
     }
@@ -1027,6 +1039,7 @@ fn recover_segment(
     seg: &Segment,
     config: &LogConfig,
     epochs: &mut EpochCache,
+    latest_epoch: &mut i32,
     dir: &Path,
     index_max: usize,
 ) -> Result<Loaded, StorageError> {
@@ -1034,7 +1047,6 @@ fn recover_segment(
     let mut active = Active::new(Arc::new(fresh), 0);
     let interval = u64::from(config.index_interval_bytes);
     let mut expected = seg.base_offset();
-    let mut latest_epoch = -1;
     let (valid, stopped) = seg.scan(0, |pos, info, bytes| {
         if !contiguous(bytes, info, expected) {
             return false;
@@ -1042,10 +1054,10 @@ fn recover_segment(
         let ple = info.partition_leader_epoch;
         if info.magic >= 2 && ple >= 0 {
             // An epoch older than an earlier entry's cannot have been written.
-            if ple < latest_epoch {
+            if ple < *latest_epoch {
                 return false;
             }
-            latest_epoch = ple;
+            *latest_epoch = ple;
             epochs.assign(LeaderEpoch(ple), Offset(info.base_offset));
         }
         active.index_entry(info, pos, interval);
@@ -1106,8 +1118,8 @@ fn load_segment(
     }
     if let Some(reason) = problem {
         warn!(dir = %dir.display(), segment = seg.base_offset(), %reason, "rebuilding inconsistent index");
-        let mut scratch = EpochCache::new();
-        return recover_segment(seg, config, &mut scratch, dir, index_max);
+        let (mut scratch, mut latest) = (EpochCache::new(), -1);
+        return recover_segment(seg, config, &mut scratch, &mut latest, dir, index_max);
     }
     let (from_offset, from_pos) = match seg.index().len() {
         0 => (seg.base_offset(), 0),
@@ -1128,8 +1140,8 @@ fn load_segment(
     })?;
     if valid < file_len {
         warn!(dir = %dir.display(), segment = seg.base_offset(), valid, file_len, "corrupt tail after a clean shutdown; rebuilding segment");
-        let mut scratch = EpochCache::new();
-        return recover_segment(seg, config, &mut scratch, dir, index_max);
+        let (mut scratch, mut latest) = (EpochCache::new(), -1);
+        return recover_segment(seg, config, &mut scratch, &mut latest, dir, index_max);
     }
     let loaded = seg.resized(None)?;
     loaded.set_max_timestamp(max_ts);

@@ -79,6 +79,19 @@ pub fn v1_message(offset: i64, value_len: usize, ts: i64) -> Vec<u8> {
     m
 }
 
+/// A temporary directory, on tmpfs when the machine has one: the property
+/// tests open and close thousands of logs, and every open and close
+/// fsyncs.
+pub fn tempdir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(d) = tempfile::tempdir_in(shm)
+    {
+        return d;
+    }
+    tempfile::tempdir().expect("temporary directory")
+}
+
 /// A configuration with tiny segments and indexes so tests roll often.
 pub fn small_config() -> LogConfig {
     LogConfig {
