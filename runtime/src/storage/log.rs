@@ -597,9 +597,19 @@ impl Log {
             s.delete_files()?;
         }
         let created = self.active.created_ms;
-        let mut active = Active::new(new_active.expect("set by the swap"), created);
+        let Some(new_active) = new_active else {
+            unreachable!("the swap closure sets the new active segment or fails")
+        };
+        let mut active = Active::new(new_active, created);
         restore_active(&mut active, cut)?;
         self.active = active;
+        let start = self.log_start();
+        if new_end < start {
+            // The cut removed the entry holding the log start: nothing
+            // readable is left, so the log restarts, empty, at its start.
+            self.truncate_fully_and_start_at(start, created)?;
+            return Ok(start);
+        }
         self.meta.truncate_to(Offset(new_end));
         self.write_epoch_checkpoint()?;
         info!(dir = %self.dir().display(), requested = offset, end = new_end, "log truncated");
