@@ -4,10 +4,10 @@
 //! * A record with a key goes to `toPositive(murmur2(key)) % partitions`, the
 //!   partition the Java client's default partitioner picks, so keys written
 //!   through Gregor's client and through any Kafka client co-locate
-//!   (spec: PRO-30).
+//!   (spec: PRD-1).
 //! * A record without a key is spread over the partitions: round-robin, or
 //!   "sticky" (one partition per batch) where the caller supplies the choice
-//!   of the next partition — randomness is an input here (spec: PRO-31).
+//!   of the next partition — randomness is an input here (spec: PRD-2).
 //! * A consumer group's coordinator is the leader of `__consumer_offsets`
 //!   partition `abs(javaStringHashCode(group.id)) % offsets partitions`
 //!   (spec: GRP-1).
@@ -93,7 +93,7 @@ pub fn coordinator_partition(group_id: &str, offsets_partitions: i32) -> i32 {
     java_abs(java_string_hash(group_id)) % offsets_partitions
 }
 
-/// Spreads key-less records over partitions one by one (spec: PRO-31).
+/// Spreads key-less records over partitions one by one (spec: PRD-2).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct RoundRobin {
     counter: u32,
@@ -117,7 +117,7 @@ impl RoundRobin {
 
 /// The sticky partitioner (KIP-480): every key-less record goes to the
 /// current partition until the caller reports that the batch for it was
-/// sent; then it moves on to a partition the caller chooses (spec: PRO-31).
+/// sent; then it moves on to a partition the caller chooses (spec: PRD-2).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Sticky {
     current: Option<i32>,

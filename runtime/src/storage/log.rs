@@ -174,7 +174,8 @@ impl Log {
         config.validate()?;
         fs::create_dir_all(dir).map_err(io("create", dir))?;
         let epoch_path = dir.join(LEADER_EPOCH_CHECKPOINT);
-        let mut epochs = EpochCache::from_entries(checkpoint::read_epochs(&epoch_path)?);
+        let stored_epochs = checkpoint::read_epochs(&epoch_path)?;
+        let mut epochs = EpochCache::from_entries(stored_epochs.iter().copied());
         let bases = list_segments(dir)?;
         let rp = if opts.clean_shutdown {
             i64::MAX
@@ -184,6 +185,8 @@ impl Log {
         let index_max = config.index_size_max_bytes as usize;
         let mut segments: Vec<Arc<Segment>> = Vec::new();
         let mut next_offset = None::<i64>;
+        // Largest leader epoch seen by the re-validation, across segments.
+        let mut latest_epoch = -1;
         let mut last_len = 0u64;
         for (i, &base) in bases.iter().enumerate() {
             if let Some(n) = next_offset
@@ -203,7 +206,14 @@ impl Log {
             // a missing index is rebuilt.
             let needs_recovery = indexes_missing || next_base.is_none_or(|nb| nb > rp);
             let outcome = if needs_recovery {
-                recover_segment(&seg, &config, &mut epochs, dir, index_max)?
+                recover_segment(
+                    &seg,
+                    &config,
+                    &mut epochs,
+                    &mut latest_epoch,
+                    dir,
+                    index_max,
+                )?
             } else {
                 load_segment(&seg, &config, next_base, dir, index_max)?
             };
@@ -255,7 +265,9 @@ impl Log {
             unflushed: 0,
             last_flush_ms: opts.now_ms,
         };
-        log.write_epoch_checkpoint()?;
+        if log.meta.epochs().entries() != stored_epochs.as_slice() || !epoch_path.exists() {
+            log.write_epoch_checkpoint()?;
+        }
         info!(dir = %dir.display(), start, end = leo, clean = opts.clean_shutdown, "log loaded");
         Ok(log)
     }
@@ -394,7 +406,7 @@ impl Log {
             count += 1;
         }
         let last_offset = expected - 1;
-        let rolled = self.maybe_roll(entries.len() as u64, last_offset, now_ms)?;
+        let rolled = self.maybe_roll(entries.len() as u64, last_offset, max_ts, now_ms)?;
 
         // spec: STO-31 — one write per append, then index, then publish.
         let start_pos = self.active.size;
@@ -456,13 +468,17 @@ impl Log {
         Ok(())
     }
 
-    /// Rolls before an append of `size` bytes ending at `last_offset` if
-    /// the active segment is non-empty and full by size, index or time
-    /// (spec: STO-41, STO-42).
+    /// Rolls before an append of `size` bytes ending at `last_offset` with
+    /// largest timestamp `max_ts` if the active segment is non-empty and
+    /// full by size, index or time (spec: STO-41, STO-42). Time counts, as
+    /// in Kafka, from the segment's first entry timestamp to the incoming
+    /// largest timestamp, or from the segment's creation to `now_ms` when
+    /// the first entry has no timestamp.
     fn maybe_roll(
         &mut self,
         size: u64,
         last_offset: i64,
+        max_ts: i64,
         now_ms: i64,
     ) -> Result<bool, StorageError> {
         let a = &self.active;
@@ -471,7 +487,11 @@ impl Log {
         }
         let by_size = a.size + size > self.config.segment_bytes;
         let by_index = a.seg.index().is_full() || a.seg.time_index().is_full();
-        let by_time = now_ms - a.roll_base_ms.unwrap_or(a.created_ms) >= self.config.roll_ms;
+        let waited = match a.roll_base_ms {
+            Some(first_ts) => max_ts - first_ts,
+            None => now_ms - a.created_ms,
+        };
+        let by_time = waited >= self.config.roll_ms;
         let by_offset = last_offset - a.seg.base_offset() > i64::from(u32::MAX);
         if by_size || by_index || by_time || by_offset {
             debug!(dir = %self.dir().display(), by_size, by_index, by_time, by_offset, "rolling segment");
@@ -577,9 +597,19 @@ impl Log {
             s.delete_files()?;
         }
         let created = self.active.created_ms;
-        let mut active = Active::new(new_active.expect("set by the swap"), created);
+        let Some(new_active) = new_active else {
+            unreachable!("the swap closure sets the new active segment or fails")
+        };
+        let mut active = Active::new(new_active, created);
         restore_active(&mut active, cut)?;
         self.active = active;
+        let start = self.log_start();
+        if new_end < start {
+            // The cut removed the entry holding the log start: nothing
+            // readable is left, so the log restarts, empty, at its start.
+            self.truncate_fully_and_start_at(start, created)?;
+            return Ok(start);
+        }
         self.meta.truncate_to(Offset(new_end));
         self.write_epoch_checkpoint()?;
         info!(dir = %self.dir().display(), requested = offset, end = new_end, "log truncated");
@@ -1019,6 +1049,7 @@ fn recover_segment(
     seg: &Segment,
     config: &LogConfig,
     epochs: &mut EpochCache,
+    latest_epoch: &mut i32,
     dir: &Path,
     index_max: usize,
 ) -> Result<Loaded, StorageError> {
@@ -1026,7 +1057,6 @@ fn recover_segment(
     let mut active = Active::new(Arc::new(fresh), 0);
     let interval = u64::from(config.index_interval_bytes);
     let mut expected = seg.base_offset();
-    let mut latest_epoch = -1;
     let (valid, stopped) = seg.scan(0, |pos, info, bytes| {
         if !contiguous(bytes, info, expected) {
             return false;
@@ -1034,10 +1064,10 @@ fn recover_segment(
         let ple = info.partition_leader_epoch;
         if info.magic >= 2 && ple >= 0 {
             // An epoch older than an earlier entry's cannot have been written.
-            if ple < latest_epoch {
+            if ple < *latest_epoch {
                 return false;
             }
-            latest_epoch = ple;
+            *latest_epoch = ple;
             epochs.assign(LeaderEpoch(ple), Offset(info.base_offset));
         }
         active.index_entry(info, pos, interval);
@@ -1053,6 +1083,7 @@ fn recover_segment(
     epochs.truncate_from_end(Offset(expected));
     active.seg.set_max_timestamp(active.max_ts);
     let sized = active.seg.resized(None)?;
+    sized.seal(valid);
     Ok((sized, expected, valid, valid < file_len))
 }
 
@@ -1097,8 +1128,8 @@ fn load_segment(
     }
     if let Some(reason) = problem {
         warn!(dir = %dir.display(), segment = seg.base_offset(), %reason, "rebuilding inconsistent index");
-        let mut scratch = EpochCache::new();
-        return recover_segment(seg, config, &mut scratch, dir, index_max);
+        let (mut scratch, mut latest) = (EpochCache::new(), -1);
+        return recover_segment(seg, config, &mut scratch, &mut latest, dir, index_max);
     }
     let (from_offset, from_pos) = match seg.index().len() {
         0 => (seg.base_offset(), 0),
@@ -1119,8 +1150,8 @@ fn load_segment(
     })?;
     if valid < file_len {
         warn!(dir = %dir.display(), segment = seg.base_offset(), valid, file_len, "corrupt tail after a clean shutdown; rebuilding segment");
-        let mut scratch = EpochCache::new();
-        return recover_segment(seg, config, &mut scratch, dir, index_max);
+        let (mut scratch, mut latest) = (EpochCache::new(), -1);
+        return recover_segment(seg, config, &mut scratch, &mut latest, dir, index_max);
     }
     let loaded = seg.resized(None)?;
     loaded.set_max_timestamp(max_ts);

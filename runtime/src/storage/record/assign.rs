@@ -61,6 +61,28 @@ pub fn assign_offsets_with(
     scratch: &mut Vec<u8>,
     max_decompressed_bytes: usize,
 ) -> Result<AssignedOffsets, RecordError> {
+    assign_offsets_impl(
+        buf,
+        base_offset,
+        leader_epoch,
+        log_append_time,
+        scratch,
+        max_decompressed_bytes,
+        None,
+    )
+}
+
+/// The assignment loop; `walked_max` holds, when the validator just ran,
+/// the record-walk maximum timestamp of each v2 batch in order.
+pub(crate) fn assign_offsets_impl(
+    buf: &mut Vec<u8>,
+    base_offset: i64,
+    leader_epoch: i32,
+    log_append_time: Option<i64>,
+    scratch: &mut Vec<u8>,
+    max_decompressed_bytes: usize,
+    walked_max: Option<&[i64]>,
+) -> Result<AssignedOffsets, RecordError> {
     if buf.is_empty() {
         return Err(RecordError::InvalidRecord("empty produce payload"));
     }
@@ -71,11 +93,14 @@ pub fn assign_offsets_with(
     let mut max_timestamp = NO_TIMESTAMP;
     let mut rebuilt_entries = 0;
     let mut pos = 0;
+    let mut batch_index = 0;
     while pos < buf.len() {
         let (size, magic) = frame_entry(&buf[pos..])?;
         let entry = &mut buf[pos..pos + size];
         let (count, ts, entry_size) = if magic == 2 {
-            let (count, ts) = assign_batch(entry, next, leader_epoch, log_append_time)?;
+            let walked = walked_max.and_then(|w| w.get(batch_index).copied());
+            batch_index += 1;
+            let (count, ts) = assign_batch(entry, next, leader_epoch, log_append_time, walked)?;
             (count, ts, size)
         } else {
             let codec = Codec::from_id(entry[legacy::ATTRIBUTES_OFFSET] & 0x07, magic)?;
@@ -116,6 +141,7 @@ fn assign_batch(
     base: i64,
     epoch: i32,
     lat: Option<i64>,
+    walked_max: Option<i64>,
 ) -> Result<(i64, i64), RecordError> {
     let h = BatchHeader::read_unchecked(entry);
     if h.last_offset_delta < 0 {
@@ -134,7 +160,15 @@ fn assign_batch(
             v2::rewrite_crc(entry);
             t
         }
-        None => h.max_timestamp,
+        None => match walked_max {
+            Some(w) if w != h.max_timestamp && h.timestamp_type() == TimestampType::CreateTime => {
+                entry[v2::MAX_TIMESTAMP_OFFSET..v2::MAX_TIMESTAMP_OFFSET + 8]
+                    .copy_from_slice(&w.to_be_bytes());
+                v2::rewrite_crc(entry);
+                w
+            }
+            _ => h.max_timestamp,
+        },
     };
     Ok((i64::from(h.last_offset_delta) + 1, max_ts))
 }
@@ -187,16 +221,16 @@ fn assign_wrapper(
     let (magic, size) = (m.magic, m.size);
     let mut in_place = true;
     let mut max_inner = NO_TIMESTAMP;
-    let mut inner_starts = Vec::new();
-    let n = for_each_inner(scratch, magic, |at, inner| {
+    let mut seen = 0i64;
+    let n = for_each_inner(scratch, magic, |_, inner| {
         let want = if magic == 1 {
-            inner_starts.len() as i64
+            seen
         } else {
-            base + inner_starts.len() as i64
+            base.saturating_add(seen)
         };
         in_place &= inner.offset == want;
         max_inner = max_inner.max(inner.timestamp);
-        inner_starts.push(at);
+        seen += 1;
         Ok(())
     })? as i64;
     let last = base
@@ -207,11 +241,23 @@ fn assign_wrapper(
     if in_place {
         let entry = &mut buf[pos..pos + size];
         entry[0..8].copy_from_slice(&last.to_be_bytes());
-        if let Some(t) = lat {
-            entry[legacy::ATTRIBUTES_OFFSET] |= TimestampType::ATTRIBUTE_BIT;
-            entry[legacy::TIMESTAMP_OFFSET..legacy::TIMESTAMP_OFFSET + 8]
-                .copy_from_slice(&t.to_be_bytes());
-            legacy::rewrite_crc(entry);
+        if magic == 1 {
+            // spec: STO-24 — a v1 wrapper's timestamp is the append time, or
+            // under create time the largest inner timestamp (producers
+            // often leave it 0).
+            let ts_at = legacy::TIMESTAMP_OFFSET..legacy::TIMESTAMP_OFFSET + 8;
+            let stored = i64::from_be_bytes(entry[ts_at.clone()].try_into().unwrap_or([0; 8]));
+            let attrs = entry[legacy::ATTRIBUTES_OFFSET];
+            let new_attrs = if lat.is_some() {
+                attrs | TimestampType::ATTRIBUTE_BIT
+            } else {
+                attrs
+            };
+            if stored != max_timestamp || new_attrs != attrs {
+                entry[legacy::ATTRIBUTES_OFFSET] = new_attrs;
+                entry[ts_at].copy_from_slice(&max_timestamp.to_be_bytes());
+                legacy::rewrite_crc(entry);
+            }
         }
         return Ok(Wrapper {
             size,
@@ -222,13 +268,15 @@ fn assign_wrapper(
     }
     // Rebuild: rewrite the inner offsets (outside their CRCs), recompress,
     // and write a new wrapper in place of the old one.
-    for (i, &at) in inner_starts.iter().enumerate() {
-        let off = if magic == 1 {
-            i as i64
-        } else {
-            base + i as i64
-        };
+    // The walk above checked every inner entry's framing.
+    let mut at = 0;
+    let mut i = 0i64;
+    while at < scratch.len() {
+        let (inner_size, _) = frame_entry(&scratch[at..])?;
+        let off = if magic == 1 { i } else { base + i };
         scratch[at..at + 8].copy_from_slice(&off.to_be_bytes());
+        at += inner_size;
+        i += 1;
     }
     let mut attributes = m.attributes;
     let mut wrapper_ts = if magic == 1 { max_inner } else { NO_TIMESTAMP };

@@ -22,6 +22,17 @@ fn exercise(bytes: &[u8]) -> Result<ValidationSummary, RecordError> {
     let mut copy = bytes.to_vec();
     let mut scratch = Vec::new();
     let assigned = assign_offsets_with(&mut copy, 7, 3, Some(99), &mut scratch, CAP);
+    // The one-call produce path agrees with the two steps.
+    let mut combined = bytes.to_vec();
+    let both = Validator::new(CAP).validate_and_assign(&mut combined, 7, 3, Some(99));
+    if let (Ok(s), Ok((s2, a2))) = (&summary, &both) {
+        assert_eq!(s, s2);
+        assert_eq!(Some(a2), assigned.as_ref().ok());
+        assert_eq!(
+            combined, copy,
+            "with log-append time both write the same bytes"
+        );
+    }
     let mut out = Vec::new();
     let _ = down_convert(bytes, 1, &mut out, CAP);
     let _ = down_convert(bytes, 0, &mut out, CAP);
@@ -231,5 +242,28 @@ proptest! {
         prop_assert_eq!(a.last_offset, base + records.len() as i64 - 1);
         let want_time = if magic == 0 { None } else { append_time };
         prop_assert_eq!(decode_records(&buf, 0).unwrap(), expected(magic, base, &records, want_time));
+    }
+
+    /// Every codec's decoder, fed damaged or extended compressed bytes,
+    /// returns an error or bounded output, never a panic (spec: STO-19).
+    #[test]
+    fn damaged_compressed_bytes_never_panic(
+        codec in 1u8..5,
+        magic in 0u8..3,
+        data in proptest::collection::vec(any::<u8>(), 0..2000),
+        mutations in proptest::collection::vec(mutation(), 0..3),
+        tail in proptest::collection::vec(any::<u8>(), 0..24),
+    ) {
+        let codec = Codec::from_id(codec, 2).unwrap();
+        let mut packed = Vec::new();
+        compress(codec, magic, &data, &mut packed).unwrap();
+        for m in &mutations {
+            mutate(&mut packed, m);
+        }
+        packed.extend_from_slice(&tail);
+        let mut out = Vec::new();
+        if compression::decompress(codec, &packed, &mut out, 4096).is_ok() {
+            prop_assert!(out.len() <= 4096);
+        }
     }
 }

@@ -189,6 +189,12 @@ fn every_format_and_codec_round_trips_through_validate_assign_decode() {
             inputs.iter().map(|r| r.timestamp).max().unwrap()
         };
         assert_eq!(s.max_timestamp, want_max, "{magic}/{codec}");
+        let want_min = if magic == 0 {
+            NO_TIMESTAMP
+        } else {
+            inputs.iter().map(|r| r.timestamp).min().unwrap()
+        };
+        assert_eq!(s.min_timestamp, want_min, "{magic}/{codec}");
         let a = assign_offsets(&mut buf, 1000, 7, None).unwrap();
         assert_eq!(
             (a.first_offset, a.last_offset),
@@ -733,4 +739,115 @@ fn builders_refuse_what_a_format_cannot_hold() {
             .is_err(),
         "empty batch"
     );
+}
+
+/// Payloads from another client's record builders (see the file's header).
+const KAFKA_PYTHON: &str = include_str!("testdata/kafka_python.txt");
+
+// spec: STO-11, STO-12, STO-17, STO-18, STO-20, STO-23
+#[test]
+fn payloads_from_kafka_python_validate_assign_and_decode() {
+    let mut validator = Validator::default();
+    let mut seen = 0;
+    for line in KAFKA_PYTHON.lines().filter(|l| !l.starts_with('#')) {
+        let mut parts = line.split(' ');
+        let magic: u8 = parts.next().unwrap().parse().unwrap();
+        let codec = Codec::from_id(parts.next().unwrap().parse().unwrap(), magic).unwrap();
+        let mut buf = hex(parts.next().unwrap());
+        let s = validator.validate(&buf).unwrap();
+        assert_eq!(
+            (s.records, s.single_magic()),
+            (3, Some(magic)),
+            "{magic}/{codec}"
+        );
+        assert!(s.uses(codec), "{magic}/{codec} should arrive compressed");
+        let (_, a) = validator
+            .validate_and_assign(&mut buf, 500, 1, None)
+            .unwrap();
+        assert_eq!((a.first_offset, a.last_offset), (500, 502));
+        let want_max = if magic == 0 {
+            NO_TIMESTAMP
+        } else {
+            1_600_000_000_002
+        };
+        assert_eq!(a.max_timestamp, want_max, "{magic}/{codec}");
+        let (entries, err) = scan_entries(&buf);
+        assert!(err.is_none());
+        assert_eq!(
+            entries.last().unwrap().max_timestamp,
+            want_max,
+            "{magic}/{codec}: header"
+        );
+        let got = decode_records(&buf, 0).unwrap();
+        let want: Vec<Input> = (0..3)
+            .map(|i| Input {
+                timestamp: 1_600_000_000_000 + i as i64,
+                key: (i != 0).then(|| format!("k{i}").into_bytes()),
+                value: Some(format!("value-{i} ").repeat(i + 12).into_bytes()),
+                headers: if i == 1 {
+                    vec![]
+                } else {
+                    vec![("h".into(), Some(format!("x{i}").into_bytes()))]
+                },
+            })
+            .collect();
+        assert_eq!(got, expected(magic, 500, &want, None), "{magic}/{codec}");
+        seen += 1;
+    }
+    assert_eq!(seen, 13, "every format and codec");
+}
+
+// spec: STO-23
+#[test]
+fn the_produce_path_corrects_a_wrong_max_timestamp() {
+    let inputs = sample(5, false);
+    let mut buf = build(2, Codec::None, 0, &inputs);
+    buf[v2::MAX_TIMESTAMP_OFFSET..v2::MAX_TIMESTAMP_OFFSET + 8]
+        .copy_from_slice(&0i64.to_be_bytes());
+    v2::rewrite_crc(&mut buf);
+    let mut plain = buf.clone();
+    assert_eq!(
+        assign_offsets(&mut plain, 0, 0, None)
+            .unwrap()
+            .max_timestamp,
+        0,
+        "header trusted"
+    );
+    let (s, a) = Validator::default()
+        .validate_and_assign(&mut buf, 0, 0, None)
+        .unwrap();
+    let want = inputs.iter().map(|r| r.timestamp).max().unwrap();
+    assert_eq!((s.max_timestamp, a.max_timestamp), (want, want));
+    assert_eq!(parse_entry(&buf).unwrap().max_timestamp, want);
+}
+
+// spec: STO-13
+#[test]
+fn attribute_bits_round_trip() {
+    let mut b = BatchBuilder::new(2, Codec::Snappy, 0)
+        .unwrap()
+        .transactional(true)
+        .timestamp_type(TimestampType::LogAppendTime)
+        .producer(5, 1, 0);
+    b.append(77, None, Some(b"v"), &[]).unwrap();
+    let buf = b.build().unwrap();
+    let (h, _) = v2::BatchHeader::parse(&buf).unwrap();
+    assert_eq!(
+        h.attributes, 0b0001_1010,
+        "snappy, log-append time, transactional"
+    );
+    assert!(h.is_transactional() && !h.is_control());
+    assert_eq!(h.codec().unwrap(), Codec::Snappy);
+    assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
+    let r = decode_records(&buf, 0).unwrap();
+    assert_eq!(
+        (r[0].timestamp, r[0].timestamp_type),
+        (77, TimestampType::LogAppendTime)
+    );
+    let mut v1 = BatchBuilder::new(1, Codec::Gzip, 0)
+        .unwrap()
+        .timestamp_type(TimestampType::LogAppendTime);
+    v1.append(88, None, Some(b"v"), &[]).unwrap();
+    let m = v1.build().unwrap();
+    assert_eq!(m[legacy::ATTRIBUTES_OFFSET], 0x08 | 1);
 }

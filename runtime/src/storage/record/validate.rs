@@ -5,6 +5,7 @@
 //! compressed ones after decompressing into a buffer the [`Validator`]
 //! keeps between calls. Nothing is allocated per record.
 
+use super::assign::{AssignedOffsets, assign_offsets_impl};
 use super::compression::{Codec, DEFAULT_MAX_DECOMPRESSED_BYTES, decompress};
 use super::legacy::{self, for_each_inner};
 use super::v2::{self, BatchHeader, RecordWalker};
@@ -35,6 +36,10 @@ pub struct ValidationSummary {
     pub records: u64,
     /// Largest record timestamp ([`NO_TIMESTAMP`] if none has one).
     pub max_timestamp: i64,
+    /// Smallest record timestamp other than [`NO_TIMESTAMP`]
+    /// ([`NO_TIMESTAMP`] if none has one). With `max_timestamp` it lets the
+    /// broker enforce `message.timestamp.difference.max.ms` on every record.
+    pub min_timestamp: i64,
     /// Bit `m` is set when an entry of magic `m` is present.
     pub magic_mask: u8,
     /// Bit `c` is set when an entry uses the codec with id `c`.
@@ -70,7 +75,12 @@ impl ValidationSummary {
 /// calls so that the steady state allocates nothing.
 #[derive(Debug)]
 pub struct Validator {
+    /// Decompressed records of the entry being checked, reused.
     scratch: Vec<u8>,
+    /// The largest record timestamp of each v2 batch of the last payload,
+    /// as the record walk found it (one slot per batch, reused).
+    batch_max_timestamps: Vec<i64>,
+    /// Cap on one entry's decompressed size (spec: STO-19).
     max_decompressed_bytes: usize,
 }
 
@@ -93,6 +103,7 @@ impl Validator {
     pub fn new(max_decompressed_bytes: usize) -> Self {
         Validator {
             scratch: Vec::new(),
+            batch_max_timestamps: Vec::new(),
             max_decompressed_bytes,
         }
     }
@@ -107,6 +118,7 @@ impl Validator {
             entries: 0,
             records: 0,
             max_timestamp: NO_TIMESTAMP,
+            min_timestamp: NO_TIMESTAMP,
             magic_mask: 0,
             codec_mask: 0,
             producer: None,
@@ -115,6 +127,7 @@ impl Validator {
         };
         let mut pos = 0;
         let mut saw_plain_v2 = false;
+        self.batch_max_timestamps.clear();
         while pos < payload.len() {
             let rest = &payload[pos..];
             let size = match rest.get(MAGIC_OFFSET) {
@@ -161,6 +174,7 @@ impl Validator {
             &self.scratch[..]
         };
         let mut max_delta = i64::MIN;
+        let mut min_delta = i64::MAX;
         for (i, r) in RecordWalker::new(section, h.records_count).enumerate() {
             let r = r?;
             if i64::from(r.offset_delta) != i as i64 {
@@ -169,16 +183,47 @@ impl Validator {
                 ));
             }
             max_delta = max_delta.max(r.timestamp_delta);
+            min_delta = min_delta.min(r.timestamp_delta);
         }
-        let max_ts = if h.timestamp_type() == TimestampType::LogAppendTime {
-            h.max_timestamp
+        let (min_ts, max_ts) = if h.timestamp_type() == TimestampType::LogAppendTime {
+            (h.max_timestamp, h.max_timestamp)
         } else {
-            h.base_timestamp.saturating_add(max_delta)
+            (
+                h.base_timestamp.saturating_add(min_delta),
+                h.base_timestamp.saturating_add(max_delta),
+            )
         };
+        note_min(s, min_ts);
         s.max_timestamp = s.max_timestamp.max(max_ts);
+        self.batch_max_timestamps.push(max_ts);
         s.records += h.records_count as u64;
         self.note_producer(&h, s, saw_plain)?;
         Ok(size)
+    }
+
+    /// The produce path in one call: [`Validator::validate`], then
+    /// [`super::assign_offsets`] — except that a v2 batch whose
+    /// `maxTimestamp` disagrees with its records (under create time) gets
+    /// the walked value written back, so that time indexes built from
+    /// headers find every record (spec: STO-23).
+    pub fn validate_and_assign(
+        &mut self,
+        buf: &mut Vec<u8>,
+        base_offset: i64,
+        leader_epoch: i32,
+        log_append_time: Option<i64>,
+    ) -> Result<(ValidationSummary, AssignedOffsets), RecordError> {
+        let summary = self.validate(buf)?;
+        let assigned = assign_offsets_impl(
+            buf,
+            base_offset,
+            leader_epoch,
+            log_append_time,
+            &mut self.scratch,
+            self.max_decompressed_bytes,
+            Some(&self.batch_max_timestamps),
+        )?;
+        Ok((summary, assigned))
     }
 
     // spec: STO-22 — all batches of one payload come from one producer
@@ -250,6 +295,7 @@ impl Validator {
         if codec == Codec::None {
             s.records += 1;
             s.max_timestamp = s.max_timestamp.max(m.timestamp);
+            note_min(s, m.timestamp);
             return Ok(m.size);
         }
         // spec: STO-20 — a wrapper's value is a compressed set of plain
@@ -261,14 +307,28 @@ impl Validator {
         };
         decompress(codec, value, &mut self.scratch, self.max_decompressed_bytes)?;
         let mut max_inner = NO_TIMESTAMP;
+        let mut min_inner = NO_TIMESTAMP;
         let n = for_each_inner(&self.scratch, m.magic, |_, inner| {
             max_inner = max_inner.max(inner.timestamp);
+            if inner.timestamp != NO_TIMESTAMP
+                && (min_inner == NO_TIMESTAMP || inner.timestamp < min_inner)
+            {
+                min_inner = inner.timestamp;
+            }
             Ok(())
         })?;
         s.records += n as u64;
         s.max_timestamp = s
             .max_timestamp
             .max(if lat { m.timestamp } else { max_inner });
+        note_min(s, if lat { m.timestamp } else { min_inner });
         Ok(m.size)
+    }
+}
+
+/// Lowers the summary's minimum timestamp to `ts`, unless `ts` is "none".
+fn note_min(s: &mut ValidationSummary, ts: i64) {
+    if ts != NO_TIMESTAMP && (s.min_timestamp == NO_TIMESTAMP || ts < s.min_timestamp) {
+        s.min_timestamp = ts;
     }
 }
