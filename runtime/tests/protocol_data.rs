@@ -597,3 +597,36 @@ async fn idempotent_produce_rejects_duplicates_and_gaps_across_restart() {
     assert!(r3.producer_id.0 > r2.producer_id.0);
     b.stop().await;
 }
+
+// spec: PRO-6 — pipelined produces on one connection are applied in order.
+#[tokio::test]
+async fn pipelined_produces_are_applied_in_order() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.connect().await;
+    create_topic(&mut c, "t", 1).await;
+    let mut burst = BytesMut::new();
+    for i in 0..40 {
+        let mut bld = BatchBuilder::new(2, Codec::None, 0).unwrap();
+        bld.append(now_ms(), None, Some(format!("{i}").as_bytes()), &[])
+            .unwrap();
+        let records = Bytes::from(bld.build().unwrap());
+        burst.extend_from_slice(&encode_request(7, i, &produce_req("t", 0, records, 1)));
+    }
+    c.send_raw(&burst).await;
+    for i in 0..40 {
+        let mut frame = c.recv_frame().await.unwrap();
+        assert_eq!(frame.get_i32(), i);
+    }
+    let recs = decode_records(
+        &fetched(&c.call(11, 99, &fetch_req("t", 0, 0, 0, 0)).await).2,
+        0,
+    )
+    .unwrap();
+    let values: Vec<String> = recs
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
+        .collect();
+    let expected: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+    assert_eq!(values, expected);
+    b.stop().await;
+}
