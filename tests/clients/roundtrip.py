@@ -3,6 +3,7 @@ read the topic back and check every record: key, value, headers, partition,
 and per-partition order.
 
 usage: roundtrip.py PRODUCER CONSUMER BOOTSTRAP TOPIC N [CODEC] [--legacy]
+       roundtrip.py count CONSUMER BOOTSTRAP TOPIC [--legacy]
 
 PRODUCER: confluent | kafka-python | aiokafka
 CONSUMER: confluent | kafka-python | aiokafka
@@ -191,6 +192,15 @@ def consume_confluent(bootstrap, topic):
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     legacy = "--legacy" in sys.argv
+    if args[0] == "count":
+        # count CONSUMER BOOTSTRAP TOPIC: print how many records the topic holds.
+        consumer, bootstrap, topic = args[1:4]
+        if consumer == "kafka-python":
+            got = consume_kafka_python(bootstrap, topic, legacy)
+        else:
+            got = consume_confluent(bootstrap, topic)
+        print(len(got))
+        return
     producer, consumer, bootstrap, topic, n = args[:5]
     codec = args[5] if len(args) > 5 else "none"
     n = int(n)
