@@ -443,7 +443,11 @@ pub fn parse_properties(text: &str) -> Result<Vec<(String, String)>, ConfigError
 }
 
 fn ends_with_odd_backslashes(s: &str) -> bool {
-    s.bytes().rev().take_while(|&b| b == b'\\').count() % 2 == 1
+    !s.bytes()
+        .rev()
+        .take_while(|&b| b == b'\\')
+        .count()
+        .is_multiple_of(2)
 }
 
 /// Splits a logical line into its raw (still escaped) key and value.
