@@ -562,6 +562,9 @@ pub struct BrokerConfig {
     pub queued_max_requests: i32,
     /// `max.connections`.
     pub max_connections: i32,
+    /// `connections.max.idle.ms`: a connection silent this long is closed
+    /// (-1: never).
+    pub connections_max_idle_ms: i64,
     /// `auto.create.topics.enable`.
     pub auto_create_topics_enable: bool,
     /// `delete.topic.enable`.
@@ -781,6 +784,7 @@ impl BrokerConfig {
             socket_request_max_bytes: int("socket.request.max.bytes") as i32,
             queued_max_requests: int("queued.max.requests") as i32,
             max_connections: int("max.connections") as i32,
+            connections_max_idle_ms: int("connections.max.idle.ms"),
             auto_create_topics_enable: boolean("auto.create.topics.enable"),
             delete_topic_enable: boolean("delete.topic.enable"),
             min_insync_replicas: int("min.insync.replicas") as i32,

@@ -150,6 +150,14 @@ impl Server {
     }
 }
 
+/// Sleeps for `idle`, or forever when idle connections are kept.
+async fn idle_timeout(idle: Option<Duration>) {
+    match idle {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves once the stop flag is set (or its sender is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
@@ -169,6 +177,11 @@ async fn connection(
     let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
     let writer = tokio::spawn(process_loop(wr, queue_rx, closed_tx, peer, broker.clone()));
     let max = broker.config.socket_request_max_bytes;
+    // spec: PRO-31 — a connection that sends nothing for
+    // connections.max.idle.ms is closed.
+    let idle = u64::try_from(broker.config.connections_max_idle_ms)
+        .ok()
+        .map(Duration::from_millis);
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
     'read: loop {
         loop {
@@ -204,6 +217,10 @@ async fn connection(
             },
             _ = &mut closed_rx => break,
             () = stopped(&mut stop) => break,
+            () = idle_timeout(idle) => {
+                tracing::debug!(%peer, "closing idle connection");
+                break;
+            }
         }
     }
     // The processor answers everything already queued, then closes.
