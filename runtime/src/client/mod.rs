@@ -50,7 +50,11 @@ pub enum ClientError {
         version: i16,
     },
     /// The broker answered with a Kafka error code.
-    #[error("{what}: Kafka error {code}{}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
+    #[error(
+        "{what}: {} (Kafka error {code}){}",
+        kafka_protocol::ResponseError::try_from_code(*code).map(|e| e.to_string()).unwrap_or_else(|| "unknown error".into()),
+        message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+    )]
     Kafka {
         /// What was being done.
         what: String,
