@@ -630,3 +630,55 @@ async fn pipelined_produces_are_applied_in_order() {
     assert_eq!(values, expected);
     b.stop().await;
 }
+
+// spec: PRO-73 — max_bytes is shared by the partitions of one fetch, but
+// the first partition with data always returns at least one batch (KIP-74).
+#[tokio::test]
+async fn fetch_limits_follow_kip_74() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.connect().await;
+    create_topic(&mut c, "t", 2).await;
+    for p in 0..2 {
+        for _ in 0..3 {
+            let resp = c
+                .call(
+                    7,
+                    1,
+                    &produce_req("t", p, batch(20, now_ms(), Codec::None), 1),
+                )
+                .await;
+            assert_eq!(first_partition(&resp).0, 0);
+        }
+    }
+    let one_batch = batch(20, now_ms(), Codec::None).len() as i32;
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_bytes(10) // far below one batch
+        .with_topics(vec![
+            FetchTopic::default().with_topic(name("t")).with_partitions(
+                (0..2)
+                    .map(|p| {
+                        FetchPartition::default()
+                            .with_partition(p)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(1 << 20)
+                    })
+                    .collect(),
+            ),
+        ]);
+    let resp = c.call(11, 2, &req).await;
+    let parts = &resp.responses[0].partitions;
+    let sizes: Vec<usize> = parts
+        .iter()
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .collect();
+    assert_eq!(sizes[0], one_batch as usize, "exactly the first batch");
+    assert_eq!(sizes[1], 0, "nothing left of max_bytes");
+    // partition_max_bytes bounds each partition; room for two batches gives two.
+    let req = fetch_req("t", 1, 0, 0, 0);
+    let mut req = req;
+    req.topics[0].partitions[0].partition_max_bytes = 2 * one_batch;
+    let (_, _, records) = fetched(&c.call(11, 3, &req).await);
+    assert_eq!(records.len(), 2 * one_batch as usize);
+    b.stop().await;
+}

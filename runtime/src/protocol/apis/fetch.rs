@@ -198,13 +198,10 @@ fn read_all(
             let log_start_offset = reader.log_start();
             let mut error = ErrorCode::None;
             let mut records = Bytes::new();
-            // KIP-74: the first non-empty partition is returned whole even
-            // beyond max_bytes, so a consumer always makes progress.
-            let limit = if total == 0 {
-                p.partition_max_bytes.max(0) as i64
-            } else {
-                (p.partition_max_bytes.max(0) as i64).min(remaining)
-            };
+            // KIP-74: both limits apply, but the first partition with data
+            // returns at least one whole batch (the storage read always
+            // yields one), so a consumer always makes progress.
+            let limit = (p.partition_max_bytes.max(0) as i64).min(remaining.max(0));
             if total == 0 || limit > 0 {
                 match reader.read(p.fetch_offset, limit as usize) {
                     Ok(Some(range)) => {
