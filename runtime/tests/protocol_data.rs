@@ -682,3 +682,32 @@ async fn fetch_limits_follow_kip_74() {
     assert_eq!(records.len(), 2 * one_batch as usize);
     b.stop().await;
 }
+
+// spec: PRO-72 — only appends to the fetched partitions end a long poll.
+#[tokio::test]
+async fn long_poll_ignores_other_partitions() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.connect().await;
+    create_topic(&mut c, "t", 2).await;
+    let mut waiting = b.connect().await;
+    let started = Instant::now();
+    waiting
+        .send_raw(&encode_request(11, 5, &fetch_req("t", 0, 0, 800, 1)))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let resp = c
+        .call(
+            7,
+            6,
+            &produce_req("t", 1, batch(1, now_ms(), Codec::None), 1),
+        )
+        .await;
+    assert_eq!(first_partition(&resp).0, 0);
+    let mut frame = waiting.recv_frame().await.unwrap();
+    assert_eq!(frame.get_i32(), 5);
+    assert!(
+        started.elapsed() >= Duration::from_millis(750),
+        "woken by another partition"
+    );
+    b.stop().await;
+}

@@ -107,22 +107,26 @@ pub async fn handle(
     r.tagged_fields()?;
     r.finish()?;
 
-    // spec: PRO-72 — subscribe before the first read so no append is missed.
-    let mut appended = broker.partitions.subscribe();
+    // spec: PRO-72 — register for wake-ups before each read so that no
+    // append is missed; only appends to the partitions fetched wake us.
+    let fetched: Vec<TopicPartition> = topics
+        .iter()
+        .flat_map(|(t, ps)| {
+            ps.iter()
+                .map(move |p| TopicPartition::new(t.clone(), p.partition))
+        })
+        .collect();
+    let appended = Arc::new(tokio::sync::Notify::new());
     let wait = Duration::from_millis(max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + wait;
     let result = loop {
-        appended.borrow_and_update();
+        broker.partitions.wake_on_append(&fetched, &appended);
         let (result, bytes, any_error) = read_all(broker, v, &topics, max_bytes);
         if any_error || bytes >= i64::from(min_bytes) || tokio::time::Instant::now() >= deadline {
             break result;
         }
         tokio::select! {
-            changed = appended.changed() => {
-                if changed.is_err() {
-                    break result;
-                }
-            }
+            () = appended.notified() => {}
             () = tokio::time::sleep_until(deadline) => {
                 break read_all(broker, v, &topics, max_bytes).0;
             }
