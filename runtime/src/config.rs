@@ -178,6 +178,7 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key("num.recovery.threads.per.data.dir", Some("1"), int(1)),
     key("message.max.bytes", Some("1048588"), int(0)),
     key("replica.fetch.max.bytes", Some("1048576"), int(0)),
+    key("fetch.max.bytes", Some("57671680"), int(1024)),
     key("replica.fetch.wait.max.ms", Some("500"), I32),
     key("replica.fetch.min.bytes", Some("1"), I32),
     key("replica.lag.time.max.ms", Some("30000"), long(0)),
@@ -556,6 +557,9 @@ pub struct BrokerConfig {
     pub message_timestamp_type: TimestampType,
     /// `message.max.bytes`: the largest record batch accepted.
     pub message_max_bytes: i32,
+    /// `fetch.max.bytes`: caps the records of one Fetch response, whatever
+    /// the client asks.
+    pub fetch_max_bytes: i32,
     /// `socket.request.max.bytes`: the largest request frame accepted.
     pub socket_request_max_bytes: i32,
     /// `queued.max.requests`: bounds each connection's in-flight pipeline.
@@ -782,6 +786,7 @@ impl BrokerConfig {
             message_timestamp_type,
             message_max_bytes: int("message.max.bytes") as i32,
             socket_request_max_bytes: int("socket.request.max.bytes") as i32,
+            fetch_max_bytes: int("fetch.max.bytes") as i32,
             queued_max_requests: int("queued.max.requests") as i32,
             max_connections: int("max.connections") as i32,
             connections_max_idle_ms: int("connections.max.idle.ms"),
