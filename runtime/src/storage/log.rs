@@ -81,7 +81,8 @@ pub struct TimestampHit {
     pub timestamp: i64,
 }
 
-/// Writer-side state of the active segment.
+/// Writer-side state of the active segment, the only one that receives
+/// appends (spec: STO-35).
 #[derive(Debug)]
 struct Active {
     seg: Arc<Segment>,
@@ -236,6 +237,7 @@ impl Log {
         }
         let first_base = segments[0].base_offset();
         let leo = next_offset.unwrap_or(first_base);
+        // spec: STO-62
         let start = ckpt_start.max(first_base).min(leo);
         // The active segment's indexes are preallocated (spec: STO-32).
         let last = segments.len() - 1;
@@ -492,6 +494,7 @@ impl Log {
             None => now_ms - a.created_ms,
         };
         let by_time = waited >= self.config.roll_ms;
+        // spec: STO-34
         let by_offset = last_offset - a.seg.base_offset() > i64::from(u32::MAX);
         if by_size || by_index || by_time || by_offset {
             debug!(dir = %self.dir().display(), by_size, by_index, by_time, by_offset, "rolling segment");
