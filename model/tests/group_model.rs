@@ -55,7 +55,7 @@ fn sticky_group_with_slow_persists_is_safe() {
         assignor: Assignor::Sticky,
         ..GroupModel::new()
     };
-    assert_eq!(check_exhaustively("sticky, async persists", model), 466_800);
+    assert_eq!(check_exhaustively("sticky, async persists", model), 468_045);
 }
 
 /// spec: GRP-11 and GRP-90–GRP-93 — consumers join with JoinGroup v4:

@@ -827,3 +827,24 @@ fn held_requests_of_removed_members_are_answered() {
     }));
     assert_eq!(h.join_response(held).error, ErrorCode::UnknownMemberId);
 }
+
+/// spec: GRP-24 — a slow persist of the plan is not a slow sync: when every
+/// member has synced, the deadline removes nobody.
+#[test]
+fn slow_plan_persist_does_not_trigger_a_rebalance() {
+    let mut h = Harness::new(config());
+    let a = h.join("", "a");
+    let b = h.join("", "b");
+    h.advance(0);
+    let leader = h.join_response(a).member_id.clone();
+    let follower = h.join_response(b).member_id.clone();
+    let sf = h.sync(&follower, 1, vec![]);
+    let sl = h.sync(&leader, 1, vec![(follower.clone(), vec![5])]);
+    h.advance(i64::from(REBALANCE));
+    assert_eq!(h.group.state(), GroupState::CompletingRebalance);
+    assert_eq!(h.group.members().len(), 2);
+    h.persist_all();
+    assert_eq!(h.group.state(), GroupState::Stable);
+    assert_eq!(h.sync_response(sf).assignment, vec![5]);
+    assert_eq!(h.sync_response(sl).error, ErrorCode::None);
+}
