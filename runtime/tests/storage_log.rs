@@ -133,7 +133,7 @@ fn rolls_on_segment_size_and_trims_indexes() {
             assert_eq!(idx, 10 * 1024 * 1024, "STO-32: active index preallocated");
         } else {
             assert!(
-                idx < 1024 && idx % 8 == 0 && idx > 0,
+                idx < 1024 && idx.is_multiple_of(8) && idx > 0,
                 "STO-41: sealed index trimmed to {idx}"
             );
         }
