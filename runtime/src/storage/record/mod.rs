@@ -107,10 +107,7 @@ fn be_u32(b: &[u8], at: usize) -> u32 {
 /// [`RecordError::InvalidSize`] or a checksum error, never as a valid entry.
 pub fn parse_entry(buf: &[u8]) -> Result<EntryInfo, RecordError> {
     if buf.len() < MAGIC_OFFSET + 1 {
-        return Err(RecordError::Truncated {
-            needed: MAGIC_OFFSET + 1,
-            available: buf.len(),
-        });
+        return Err(RecordError::Truncated { needed: MAGIC_OFFSET + 1, available: buf.len() });
     }
     let offset = be_i64(buf, 0);
     let size_field = be_i32(buf, 8);
@@ -126,10 +123,7 @@ pub fn parse_entry(buf: &[u8]) -> Result<EntryInfo, RecordError> {
     }
     let size = LOG_OVERHEAD + size_field as usize;
     if buf.len() < size {
-        return Err(RecordError::Truncated {
-            needed: size,
-            available: buf.len(),
-        });
+        return Err(RecordError::Truncated { needed: size, available: buf.len() });
     }
     let entry = &buf[..size];
     if magic == 2 {
@@ -141,9 +135,7 @@ pub fn parse_entry(buf: &[u8]) -> Result<EntryInfo, RecordError> {
         let last_delta = be_i32(entry, 23);
         let count = be_i32(entry, 57);
         if last_delta < 0 || count < 0 {
-            return Err(RecordError::Corrupt(
-                "negative last offset delta or record count",
-            ));
+            return Err(RecordError::Corrupt("negative last offset delta or record count"));
         }
         Ok(EntryInfo {
             base_offset: offset,
