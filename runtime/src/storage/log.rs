@@ -186,6 +186,8 @@ impl Log {
         let index_max = config.index_size_max_bytes as usize;
         let mut segments: Vec<Arc<Segment>> = Vec::new();
         let mut next_offset = None::<i64>;
+        // Which of `segments` were re-validated (and must be fsynced).
+        let mut recovered: Vec<bool> = Vec::new();
         // Largest leader epoch seen by the re-validation, across segments.
         let mut latest_epoch = -1;
         let mut last_len = 0u64;
@@ -219,6 +221,7 @@ impl Log {
                 load_segment(&seg, &config, next_base, dir, index_max)?
             };
             let (seg, end, len, stop) = outcome;
+            recovered.push(needs_recovery);
             next_offset = Some(end);
             last_len = len;
             segments.push(Arc::new(seg));
@@ -244,10 +247,8 @@ impl Log {
         let active_seg = Arc::new(segments[last].resized(Some(index_max))?);
         segments[last] = Arc::clone(&active_seg);
         // Everything recovered is flushed now: the recovery point is the end.
-        if !opts.clean_shutdown {
-            for s in &segments {
-                s.flush()?;
-            }
+        for (s, _) in segments.iter().zip(&recovered).filter(|(_, r)| **r) {
+            s.flush()?;
         }
         let mut meta = LogMeta::recovered(Offset(start), Offset(leo), Offset(leo), epochs);
         meta.flushed_to(Offset(leo));
