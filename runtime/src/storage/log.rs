@@ -207,7 +207,8 @@ impl Log {
             let seg = Segment::open(dir, base, None, None, false)?;
             // spec: STO-56, STO-61 — re-validate from the recovery point;
             // a missing index is rebuilt.
-            let needs_recovery = indexes_missing || next_base.is_none_or(|nb| nb > rp);
+            let needs_recovery =
+                indexes_missing || (!opts.clean_shutdown && next_base.is_none_or(|nb| nb > rp));
             let outcome = if needs_recovery {
                 recover_segment(
                     &seg,
@@ -1152,20 +1153,21 @@ fn load_segment(
     Ok((loaded, expected, valid, false))
 }
 
-/// Rebuilds the writer state of an active segment of `size` bytes from its
-/// indexes and a scan of its tail.
+/// Rebuilds the writer state of an active segment of `size` bytes: the
+/// largest timestamp so far and its entry come from a walk over every entry
+/// header (one small read per entry, no checksums), because the time index
+/// may hold only a prefix of its entries (a truncation, or a file cut after
+/// a clean stop) and new time entries must carry the true maximum
+/// (spec: STO-33, STO-61).
 fn restore_active(active: &mut Active, size: u64) -> Result<(), StorageError> {
     let seg = Arc::clone(&active.seg);
     active.size = size;
-    let (from_pos, mut max_ts, mut off_max) = match seg.index().len() {
-        0 => (0, -1, -1),
-        n => {
-            let (_, p) = seg.index().entry(n - 1);
-            let (t, o) = seg.time_index().last().unwrap_or((-1, -1));
-            (u64::from(p), t, o)
-        }
+    let from_pos = match seg.index().len() {
+        0 => 0,
+        n => u64::from(seg.index().entry(n - 1).1),
     };
-    let mut pos = from_pos;
+    let (mut max_ts, mut off_max) = (-1, -1);
+    let mut pos = 0;
     while pos < size {
         let Some(h) = seg.peek(pos, size)? else { break };
         if h.max_timestamp > max_ts {
