@@ -225,7 +225,10 @@ pub(crate) fn be_u32(b: &[u8], at: usize) -> u32 {
 /// total size and magic (spec: STO-10).
 pub fn frame_entry(buf: &[u8]) -> Result<(usize, u8), RecordError> {
     if buf.len() < MAGIC_OFFSET + 1 {
-        return Err(RecordError::Truncated { needed: MAGIC_OFFSET + 1, available: buf.len() });
+        return Err(RecordError::Truncated {
+            needed: MAGIC_OFFSET + 1,
+            available: buf.len(),
+        });
     }
     let size_field = be_i32(buf, 8);
     let magic = buf[MAGIC_OFFSET];
@@ -240,7 +243,10 @@ pub fn frame_entry(buf: &[u8]) -> Result<(usize, u8), RecordError> {
     }
     let size = LOG_OVERHEAD + size_field as usize;
     if buf.len() < size {
-        return Err(RecordError::Truncated { needed: size, available: buf.len() });
+        return Err(RecordError::Truncated {
+            needed: size,
+            available: buf.len(),
+        });
     }
     Ok((size, magic))
 }
@@ -263,7 +269,9 @@ pub fn parse_entry(buf: &[u8]) -> Result<EntryInfo, RecordError> {
         let last_delta = be_i32(entry, 23);
         let count = be_i32(entry, 57);
         if last_delta < 0 || count < 0 {
-            return Err(RecordError::Corrupt("negative last offset delta or record count"));
+            return Err(RecordError::Corrupt(
+                "negative last offset delta or record count",
+            ));
         }
         let last_offset = offset
             .checked_add(i64::from(last_delta))
