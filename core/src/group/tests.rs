@@ -1047,3 +1047,55 @@ mod random {
         }
     }
 }
+
+/// spec: GRP-60 — the wire codes clients switch on.
+#[test]
+fn error_codes_match_kafka() {
+    let codes = [
+        (ErrorCode::None, 0),
+        (ErrorCode::UnknownServerError, -1),
+        (ErrorCode::OffsetMetadataTooLarge, 12),
+        (ErrorCode::CoordinatorLoadInProgress, 14),
+        (ErrorCode::CoordinatorNotAvailable, 15),
+        (ErrorCode::NotCoordinator, 16),
+        (ErrorCode::IllegalGeneration, 22),
+        (ErrorCode::InconsistentGroupProtocol, 23),
+        (ErrorCode::InvalidGroupId, 24),
+        (ErrorCode::UnknownMemberId, 25),
+        (ErrorCode::InvalidSessionTimeout, 26),
+        (ErrorCode::RebalanceInProgress, 27),
+        (ErrorCode::InvalidCommitOffsetSize, 28),
+        (ErrorCode::NonEmptyGroup, 68),
+        (ErrorCode::GroupIdNotFound, 69),
+        (ErrorCode::MemberIdRequired, 79),
+        (ErrorCode::GroupMaxSizeReached, 81),
+        (ErrorCode::FencedInstanceId, 82),
+    ];
+    for (error, code) in codes {
+        assert_eq!(error.code(), code, "{error:?}");
+    }
+}
+
+/// spec: GRP-40 — the broker refuses the model-only stale-commit rule and
+/// nonsensical bounds.
+#[test]
+fn config_validation() {
+    assert_eq!(GroupConfig::default().validate(), Ok(()));
+    let stale = GroupConfig {
+        accept_stale_generation_commits: true,
+        ..GroupConfig::default()
+    };
+    assert_eq!(
+        stale.validate(),
+        Err(GroupConfigError::StaleCommitsAccepted)
+    );
+    let inverted = GroupConfig {
+        min_session_timeout_ms: 10,
+        max_session_timeout_ms: 5,
+        ..GroupConfig::default()
+    };
+    assert!(matches!(
+        inverted.validate(),
+        Err(GroupConfigError::SessionTimeoutBounds { .. })
+    ));
+}
