@@ -147,7 +147,10 @@ impl TopicPartition {
     /// Names partition `partition` of `topic`.
     #[must_use]
     pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        Self { topic: topic.into(), partition }
+        Self {
+            topic: topic.into(),
+            partition,
+        }
     }
 }
 

@@ -8,5 +8,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod controller;
 pub mod ids;
 pub mod log;
+pub mod replica;
