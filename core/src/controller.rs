@@ -119,6 +119,10 @@ pub enum AlterPartitionError {
     /// is not an assigned replica (INVALID_REQUEST).
     #[error("invalid ISR")]
     InvalidIsr,
+    /// A member to add is offline or has registered again since it fetched
+    /// (INELIGIBLE_REPLICA, REP-23).
+    #[error("broker {0} is not eligible to join the ISR")]
+    IneligibleReplica(BrokerId),
 }
 
 /// A registered broker.
@@ -126,6 +130,8 @@ pub enum AlterPartitionError {
 struct BrokerInfo {
     rack: Option<String>,
     live: bool,
+    /// Incremented by every registration (REP-23).
+    epoch: i64,
 }
 
 /// The cluster controller (see the module docs).
@@ -255,6 +261,16 @@ impl Controller {
         self.partitions.get(partition)
     }
 
+    /// The epoch of `broker`'s current registration (REP-23), if it ever
+    /// registered.
+    #[must_use]
+    pub fn broker_epoch(&self, broker: BrokerId) -> Option<i64> {
+        self.brokers
+            .get(&broker)
+            .filter(|b| b.epoch >= 0)
+            .map(|b| b.epoch)
+    }
+
     /// Whether `broker` is registered and live.
     #[must_use]
     pub fn is_live(&self, broker: BrokerId) -> bool {
@@ -263,9 +279,11 @@ impl Controller {
 
     /// Registers `broker` with its `broker.rack`, as not yet live.
     pub fn register_broker(&mut self, broker: BrokerId, rack: Option<String>) {
-        self.brokers
-            .entry(broker)
-            .or_insert(BrokerInfo { rack, live: false });
+        self.brokers.entry(broker).or_insert(BrokerInfo {
+            rack,
+            live: false,
+            epoch: -1,
+        });
     }
 
     /// Creates a topic on the live brokers (REP-16). The first replica of
@@ -378,13 +396,13 @@ impl Controller {
         broker: BrokerId,
         clean_shutdown: bool,
     ) -> Vec<ControllerEffect> {
-        self.brokers
-            .entry(broker)
-            .or_insert(BrokerInfo {
-                rack: None,
-                live: false,
-            })
-            .live = true;
+        let info = self.brokers.entry(broker).or_insert(BrokerInfo {
+            rack: None,
+            live: false,
+            epoch: -1,
+        });
+        info.live = true;
+        info.epoch += 1;
         let mut effects = Vec::new();
         let tps: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
         for tp in tps {
@@ -467,6 +485,14 @@ impl Controller {
             || proposal.isr.iter().any(|m| !state.replicas.contains(m))
         {
             return Err(AlterPartitionError::InvalidIsr);
+        }
+        // spec: REP-23 — a joining member must be live and still the same
+        // registration that fetched.
+        for m in proposal.isr.difference(&state.isr) {
+            let current = self.brokers.get(m).filter(|b| b.live).map(|b| b.epoch);
+            if current.is_none() || current != proposal.broker_epochs.get(m).copied() {
+                return Err(AlterPartitionError::IneligibleReplica(*m));
+            }
         }
         state.isr = proposal.isr.clone();
         state.partition_epoch = PartitionEpoch(state.partition_epoch.get() + 1);
@@ -564,6 +590,7 @@ mod tests {
             leader_epoch: LeaderEpoch(0),
             partition_epoch: PartitionEpoch(0),
             isr: [b(1), b(2)].into(),
+            broker_epochs: BTreeMap::new(),
         };
         c.handle_broker_failure(b(3));
         assert_eq!(

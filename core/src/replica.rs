@@ -152,6 +152,9 @@ pub struct Batch {
 pub struct FetchRequest {
     /// The fetching follower.
     pub replica: BrokerId,
+    /// The follower's broker epoch: which registration of its broker sent
+    /// the fetch (REP-23).
+    pub broker_epoch: i64,
     /// The leader epoch the follower believes current (REP-6).
     pub leader_epoch: LeaderEpoch,
     /// The follower's log end offset: where it wants records from.
@@ -281,7 +284,7 @@ pub enum ReplicaError {
 }
 
 /// An ISR change the leader asks the controller to make (AlterPartition).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct IsrProposal {
     /// The proposing leader.
     pub leader: BrokerId,
@@ -292,6 +295,10 @@ pub struct IsrProposal {
     pub partition_epoch: PartitionEpoch,
     /// The proposed ISR.
     pub isr: BTreeSet<BrokerId>,
+    /// The broker epoch each proposed member last fetched with; the
+    /// controller refuses to add a member whose broker has registered again
+    /// since (REP-23).
+    pub broker_epochs: BTreeMap<BrokerId, i64>,
 }
 
 /// An output of the replica; see the driving contract in the module docs.
@@ -354,6 +361,8 @@ pub struct FollowerProgress {
     pub log_end: Option<Offset>,
     /// The last time the follower had caught up with the leader's end.
     pub last_caught_up: Millis,
+    /// The broker epoch of the follower's last fetch (REP-23).
+    pub broker_epoch: i64,
 }
 
 /// An acks=all produce request waiting for the high watermark.
@@ -456,6 +465,7 @@ pub struct Replica {
     leader_epoch: LeaderEpoch,
     partition_epoch: PartitionEpoch,
     role: Role,
+    broker_epoch: i64,
     effects: VecDeque<Effect>,
 }
 
@@ -501,6 +511,7 @@ impl Replica {
             leader_epoch: LeaderEpoch::UNDEFINED,
             partition_epoch: PartitionEpoch(-1),
             role: Role::Unassigned,
+            broker_epoch: -1,
             effects: VecDeque::new(),
         };
         if config.legacy.truncate_to_hw_on_restart && replica.high_watermark < replica.log.log_end()
@@ -569,6 +580,12 @@ impl Replica {
         self.effects.pop_front()
     }
 
+    /// This broker registered with the controller and got `broker_epoch`;
+    /// its fetches carry it from now on (REP-23).
+    pub fn handle_registered(&mut self, broker_epoch: i64) {
+        self.broker_epoch = broker_epoch;
+    }
+
     /// Everything below `offset` reached stable storage.
     pub fn handle_flushed(&mut self, offset: Offset) {
         self.log.flushed_to(offset);
@@ -627,6 +644,7 @@ impl Replica {
                     FollowerProgress {
                         log_end: None,
                         last_caught_up: now,
+                        broker_epoch: -1,
                     },
                 )
             })
@@ -670,11 +688,11 @@ impl Replica {
             return;
         }
         let pending = l.pending.take();
-        if let (IsrResponse::Accepted(pe), Some(p)) = (response, pending) {
-            if pe > self.partition_epoch {
-                l.isr = p.isr;
-                self.partition_epoch = pe;
-            }
+        if let (IsrResponse::Accepted(pe), Some(p)) = (response, pending)
+            && pe > self.partition_epoch
+        {
+            l.isr = p.isr;
+            self.partition_epoch = pe;
         }
         self.after_leader_change(now);
     }
@@ -780,6 +798,7 @@ impl Replica {
         };
         // spec: REP-5 — only a fetch in this epoch reports progress.
         progress.log_end = Some(request.fetch_offset);
+        progress.broker_epoch = request.broker_epoch;
         if request.fetch_offset >= end {
             progress.last_caught_up = now;
         }
@@ -873,11 +892,17 @@ impl Replica {
     }
 
     fn propose(&mut self, isr: BTreeSet<BrokerId>) {
+        let Role::Leader(l) = &self.role else { return };
+        let broker_epochs = isr
+            .iter()
+            .filter_map(|m| l.followers.get(m).map(|p| (*m, p.broker_epoch)))
+            .collect();
         let proposal = IsrProposal {
             leader: self.config.broker,
             leader_epoch: self.leader_epoch,
             partition_epoch: self.partition_epoch,
             isr,
+            broker_epochs,
         };
         if let Role::Leader(l) = &mut self.role {
             // spec: REP-7 — one proposal in flight.
@@ -970,6 +995,7 @@ impl Replica {
                 leader,
                 request: FetchRequest {
                     replica: self.config.broker,
+                    broker_epoch: self.broker_epoch,
                     leader_epoch: self.leader_epoch,
                     fetch_offset: self.log.log_end(),
                 },
@@ -1110,6 +1136,7 @@ mod tests {
         r.handle_fetch(
             &FetchRequest {
                 replica: b(from),
+                broker_epoch: 0,
                 leader_epoch: LeaderEpoch(epoch),
                 fetch_offset: Offset(offset),
             },
@@ -1164,6 +1191,7 @@ mod tests {
         l.handle_produce(1, 1, Acks::All, Millis(0)).unwrap();
         let stale = FetchRequest {
             replica: b(2),
+            broker_epoch: 0,
             leader_epoch: LeaderEpoch(2),
             fetch_offset: Offset(1),
         };
