@@ -1,6 +1,6 @@
 //! Cluster decisions for partitions: replica placement for new topics,
 //! leader election on broker loss, and conditional ISR changes
-//! (`spec/replication.md`, REP-16 to REP-22).
+//! (`spec/replication.md`, REP-16 to REP-23).
 //!
 //! # Driving contract
 //!
