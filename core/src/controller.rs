@@ -614,6 +614,30 @@ mod tests {
     }
 
     /// REP-22: an unclean restart leaves the ISR, except as its last member.
+    /// REP-23: a member that registered again since it fetched may not join.
+    #[test]
+    fn stale_registration_cannot_join_isr() {
+        let (mut c, tp) = cluster(1, false);
+        c.handle_broker_failure(b(3));
+        let epoch_before = c.broker_epoch(b(3)).unwrap();
+        c.handle_broker_startup(b(3), false);
+        let pe = c.partition(&tp).unwrap().partition_epoch;
+        let mut join = IsrProposal {
+            leader: b(1),
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: pe,
+            isr: [b(1), b(2), b(3)].into(),
+            broker_epochs: [(b(3), epoch_before)].into(),
+        };
+        assert_eq!(
+            c.handle_alter_partition(&tp, &join),
+            Err(AlterPartitionError::IneligibleReplica(b(3)))
+        );
+        join.broker_epochs
+            .insert(b(3), c.broker_epoch(b(3)).unwrap());
+        assert!(c.handle_alter_partition(&tp, &join).is_ok());
+    }
+
     #[test]
     fn unclean_restart_leaves_isr() {
         let (mut c, tp) = cluster(2, false);

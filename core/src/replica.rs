@@ -1338,6 +1338,63 @@ mod tests {
         assert_eq!(f.log().log_end(), Offset(3));
     }
 
+    /// REP-12: a follower whose latest epoch the leader never had walks
+    /// back to the largest common epoch and keeps only the common prefix;
+    /// stale answers (another epoch, another query) change nothing.
+    #[test]
+    fn follower_walks_back_to_common_epoch() {
+        // Follower: offset 0 in epoch 1, offsets 1..3 in its own epoch 2.
+        let mut log = LogMeta::new();
+        log.append(Offset(0), 1, LeaderEpoch(1)).unwrap();
+        log.append(Offset(1), 2, LeaderEpoch(2)).unwrap();
+        let mut f = Replica::new(ReplicaConfig::new(b(2)), log, Offset(0));
+        f.handle_partition_state(&state(Some(1), 3, 3, &[1, 2]), Millis(0));
+        // The leader holds epochs 1 (offsets 0..3) and 3: it answers the
+        // query for epoch 2 with (1, 3).
+        f.handle_epoch_response(
+            LeaderEpoch(2),
+            LeaderEpoch(2),
+            Some((LeaderEpoch(1), Offset(3))),
+        );
+        assert_eq!(
+            f.log().log_end(),
+            Offset(3),
+            "an answer from another epoch is stale"
+        );
+        f.handle_epoch_response(
+            LeaderEpoch(3),
+            LeaderEpoch(2),
+            Some((LeaderEpoch(1), Offset(3))),
+        );
+        assert_eq!(
+            f.log().log_end(),
+            Offset(1),
+            "the leader never had epoch 2: only offset 0 of epoch 1 is common"
+        );
+        assert!(matches!(
+            f.poll_request(),
+            Some(FollowerRequest::Fetch { .. })
+        ));
+    }
+
+    /// REP-2: an older decision is ignored; a new epoch fails waiting
+    /// acks=all requests.
+    #[test]
+    fn stale_decisions_are_ignored_and_waiters_fail_on_new_epoch() {
+        let mut l = replica(1, 1);
+        l.handle_partition_state(&state(Some(1), 2, 2, &[1, 2]), Millis(0));
+        l.handle_partition_state(&state(Some(2), 1, 5, &[1, 2]), Millis(0));
+        assert!(l.is_leader(), "epoch 1 is older than 2");
+        l.handle_produce(4, 1, Acks::All, Millis(0)).unwrap();
+        drain(&mut l);
+        l.handle_partition_state(&state(Some(2), 3, 3, &[2]), Millis(1));
+        assert!(!l.is_leader());
+        assert_eq!(
+            completed(&drain(&mut l)),
+            vec![(4, Err(ProduceError::NotLeader))]
+        );
+    }
+
     #[test]
     fn legacy_restart_truncates_to_hw() {
         let mut log = LogMeta::new();
