@@ -456,7 +456,25 @@ pub enum Role {
     Follower(FollowerState),
 }
 
-/// One partition replica (see the module docs for the driving contract).
+/// One partition replica, leader or follower.
+///
+/// Driving it, in short (the module docs give the details):
+///
+/// 1. Create it with [`Replica::new`] from the recovered log and the
+///    checkpointed HW; report the registration with
+///    [`Replica::handle_registered`].
+/// 2. Feed inputs as they happen, each with a non-decreasing `now`:
+///    [`Replica::handle_partition_state`] (controller),
+///    [`Replica::handle_produce`], [`Replica::handle_fetch`] and
+///    [`Replica::handle_offsets_for_leader_epoch`] (leader side),
+///    [`Replica::handle_epoch_response`], [`Replica::handle_fetch_response`]
+///    and [`Replica::handle_fetch_error`] (follower side),
+///    [`Replica::handle_isr_response`], [`Replica::handle_flushed`], and
+///    [`Replica::on_timeout`] once [`Replica::next_deadline`] has passed.
+/// 3. After each input, drain [`Replica::poll_effect`] to `None` and apply
+///    the effects in order (storage first, then answers).
+/// 4. On the follower side, send what [`Replica::poll_request`] returns; send
+///    it again when an answer is lost.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Replica {
     config: ReplicaConfig,
