@@ -147,10 +147,7 @@ impl TopicPartition {
     /// Names partition `partition` of `topic`.
     #[must_use]
     pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        Self {
-            topic: topic.into(),
-            partition,
-        }
+        Self { topic: topic.into(), partition }
     }
 }
 

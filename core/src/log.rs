@@ -109,21 +109,14 @@ impl EpochCache {
     /// The first offset written in `epoch`, if the cache knows that epoch.
     #[must_use]
     pub fn start_offset_of(&self, epoch: LeaderEpoch) -> Option<Offset> {
-        self.entries
-            .iter()
-            .find(|e| e.epoch == epoch)
-            .map(|e| e.start_offset)
+        self.entries.iter().find(|e| e.epoch == epoch).map(|e| e.start_offset)
     }
 
     /// The epoch that wrote `offset`: the newest entry starting at or before
     /// it. `None` for offsets before the first entry.
     #[must_use]
     pub fn epoch_at(&self, offset: Offset) -> Option<LeaderEpoch> {
-        self.entries
-            .iter()
-            .rev()
-            .find(|e| e.start_offset <= offset)
-            .map(|e| e.epoch)
+        self.entries.iter().rev().find(|e| e.start_offset <= offset).map(|e| e.epoch)
     }
 
     /// Records that `epoch` starts writing at `start_offset`, Kafka's
@@ -142,12 +135,8 @@ impl EpochCache {
         {
             return false;
         }
-        self.entries
-            .retain(|e| e.epoch < epoch && e.start_offset < start_offset);
-        self.entries.push(EpochEntry {
-            epoch,
-            start_offset,
-        });
+        self.entries.retain(|e| e.epoch < epoch && e.start_offset < start_offset);
+        self.entries.push(EpochEntry { epoch, start_offset });
         self.debug_check();
         true
     }
@@ -163,10 +152,7 @@ impl EpochCache {
     /// moved up to start there, so the epoch of the first retained record is
     /// still known (spec: STO-6).
     pub fn truncate_from_start(&mut self, start_offset: Offset) {
-        let covering = self
-            .entries
-            .iter()
-            .rposition(|e| e.start_offset <= start_offset);
+        let covering = self.entries.iter().rposition(|e| e.start_offset <= start_offset);
         if let Some(i) = covering {
             self.entries.drain(..i);
             self.entries[0].start_offset = start_offset;
@@ -318,19 +304,13 @@ impl LogMeta {
     /// leader's own appends and a follower's replicated batches alike.
     pub fn append(&mut self, base: Offset, count: i64, epoch: LeaderEpoch) -> Result<(), LogError> {
         if base != self.log_end {
-            return Err(LogError::NonContiguousAppend {
-                expected: self.log_end,
-                got: base,
-            });
+            return Err(LogError::NonContiguousAppend { expected: self.log_end, got: base });
         }
         if count <= 0 {
             return Err(LogError::EmptyAppend(base));
         }
         if epoch.get() < 0 {
-            return Err(LogError::Negative {
-                epoch,
-                offset: base,
-            });
+            return Err(LogError::Negative { epoch, offset: base });
         }
         if let Some(latest) = self.epochs.latest_epoch()
             && epoch < latest
@@ -352,10 +332,7 @@ impl LogMeta {
             return Err(LogError::EpochRegression { latest, got: epoch });
         }
         if epoch.get() < 0 {
-            return Err(LogError::Negative {
-                epoch,
-                offset: self.log_end,
-            });
+            return Err(LogError::Negative { epoch, offset: self.log_end });
         }
         self.epochs.assign(epoch, self.log_end);
         Ok(())
@@ -444,26 +421,16 @@ impl LogMeta {
     #[must_use]
     pub fn follower_truncation(&self, answer: Option<(LeaderEpoch, Offset)>) -> Truncation {
         let Some((leader_epoch, leader_end)) = answer else {
-            return Truncation {
-                offset: self.log_start,
-                complete: true,
-            };
+            return Truncation { offset: self.log_start, complete: true };
         };
         match self.epochs.end_offset_for_epoch(leader_epoch, self.log_end) {
-            Some((own_epoch, own_end)) if own_epoch == leader_epoch => Truncation {
-                offset: leader_end.min(own_end),
-                complete: true,
-            },
-            Some((_, own_end)) if self.epochs.entries.iter().any(|e| e.epoch < leader_epoch) => {
-                Truncation {
-                    offset: own_end,
-                    complete: false,
-                }
+            Some((own_epoch, own_end)) if own_epoch == leader_epoch => {
+                Truncation { offset: leader_end.min(own_end), complete: true }
             }
-            _ => Truncation {
-                offset: leader_end.min(self.log_end),
-                complete: true,
-            },
+            Some((_, own_end)) if self.epochs.entries.iter().any(|e| e.epoch < leader_epoch) => {
+                Truncation { offset: own_end, complete: false }
+            }
+            _ => Truncation { offset: leader_end.min(self.log_end), complete: true },
         }
     }
 
@@ -472,14 +439,10 @@ impl LogMeta {
     #[must_use]
     pub fn naive_follower_truncation(&self, answer: Option<(LeaderEpoch, Offset)>) -> Truncation {
         match answer {
-            Some((_, leader_end)) => Truncation {
-                offset: leader_end.min(self.log_end),
-                complete: true,
-            },
-            None => Truncation {
-                offset: self.log_start,
-                complete: true,
-            },
+            Some((_, leader_end)) => {
+                Truncation { offset: leader_end.min(self.log_end), complete: true }
+            }
+            None => Truncation { offset: self.log_start, complete: true },
         }
     }
 }
@@ -489,10 +452,7 @@ mod tests {
     use super::*;
 
     fn e(epoch: i32, start: i64) -> EpochEntry {
-        EpochEntry {
-            epoch: LeaderEpoch(epoch),
-            start_offset: Offset(start),
-        }
+        EpochEntry { epoch: LeaderEpoch(epoch), start_offset: Offset(start) }
     }
 
     /// Builds a log whose record at offset i was written in `epochs[i]`.
@@ -510,18 +470,12 @@ mod tests {
         log.append(Offset(0), 3, LeaderEpoch(1)).unwrap();
         assert_eq!(
             log.append(Offset(5), 1, LeaderEpoch(1)),
-            Err(LogError::NonContiguousAppend {
-                expected: Offset(3),
-                got: Offset(5)
-            })
+            Err(LogError::NonContiguousAppend { expected: Offset(3), got: Offset(5) })
         );
         log.append(Offset(3), 2, LeaderEpoch(4)).unwrap();
         assert_eq!(
             log.append(Offset(5), 1, LeaderEpoch(2)),
-            Err(LogError::EpochRegression {
-                latest: LeaderEpoch(4),
-                got: LeaderEpoch(2)
-            })
+            Err(LogError::EpochRegression { latest: LeaderEpoch(4), got: LeaderEpoch(2) })
         );
         assert_eq!(log.log_end(), Offset(5));
         assert_eq!(log.epochs().entries(), &[e(1, 0), e(4, 3)]);
@@ -543,17 +497,9 @@ mod tests {
         let q = |ep| log.end_offset_for_epoch(LeaderEpoch(ep));
         assert_eq!(q(6), Some((LeaderEpoch(6), Offset(6))));
         assert_eq!(q(3), Some((LeaderEpoch(3), Offset(5))));
-        assert_eq!(
-            q(4),
-            Some((LeaderEpoch(3), Offset(5))),
-            "gap answers with the floor epoch"
-        );
+        assert_eq!(q(4), Some((LeaderEpoch(3), Offset(5))), "gap answers with the floor epoch");
         assert_eq!(q(2), Some((LeaderEpoch(1), Offset(2))));
-        assert_eq!(
-            q(0),
-            Some((LeaderEpoch(0), Offset(0))),
-            "older than all: first start"
-        );
+        assert_eq!(q(0), Some((LeaderEpoch(0), Offset(0))), "older than all: first start");
         assert_eq!(q(7), None, "newer than the latest is unknown");
         assert_eq!(LogMeta::new().end_offset_for_epoch(LeaderEpoch(1)), None);
     }
@@ -569,11 +515,7 @@ mod tests {
         log.advance_start(Offset(1));
         assert_eq!(log.epochs().entries(), &[e(1, 1), e(2, 2)]);
         log.advance_start(Offset(0));
-        assert_eq!(
-            log.log_start(),
-            Offset(1),
-            "STO-6: the start never moves back"
-        );
+        assert_eq!(log.log_start(), Offset(1), "STO-6: the start never moves back");
         log.advance_start(Offset(9));
         assert_eq!((log.log_start(), log.log_end()), (Offset(9), Offset(9)));
         assert!(log.epochs().entries().is_empty());
@@ -611,11 +553,7 @@ mod tests {
         let mut naive = follower;
         let t = naive.naive_follower_truncation(Some((LeaderEpoch(2), Offset(3))));
         naive.truncate_to(t.offset);
-        assert_eq!(
-            naive.log_end(),
-            Offset(3),
-            "the naive rule keeps the divergent offsets 1 and 2"
-        );
+        assert_eq!(naive.log_end(), Offset(3), "the naive rule keeps the divergent offsets 1 and 2");
     }
 }
 
