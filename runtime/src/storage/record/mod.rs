@@ -16,7 +16,7 @@
 //! | [`compression`] | codecs, their framings and the decompression cap |
 //! | [`legacy`] | v0/v1 messages and compressed wrappers |
 //! | [`v2`] | v2 batch headers and the allocation-free record walk |
-//! | [`validate`] | the produce-path validator ([`Validator`]) |
+//! | [`mod@validate`] | the produce-path validator ([`Validator`]) |
 //! | [`assign`] | leader offset assignment ([`assign_offsets`]) |
 //! | [`decode`] | owned records for clients and tools ([`RecordIter`]) |
 //! | [`builder`] | building entries of every format and codec ([`BatchBuilder`]) |

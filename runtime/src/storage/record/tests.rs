@@ -851,3 +851,15 @@ fn attribute_bits_round_trip() {
     let m = v1.build().unwrap();
     assert_eq!(m[legacy::ATTRIBUTES_OFFSET], 0x08 | 1);
 }
+
+#[test]
+fn one_huge_batch_does_not_pin_the_validators_memory() {
+    let big = vec![7u8; 8 << 20];
+    let mut b = BatchBuilder::new(2, Codec::Lz4, 0).unwrap();
+    b.append(0, None, Some(&big), &[]).unwrap();
+    let mut v = Validator::default();
+    assert_eq!(v.validate(&b.build().unwrap()).unwrap().records, 1);
+    assert!(v.scratch_capacity() <= validate::SCRATCH_KEEP_BYTES);
+    let small = build(2, Codec::Lz4, 0, &sample(3, false));
+    assert_eq!(v.validate(&small).unwrap().records, 3);
+}

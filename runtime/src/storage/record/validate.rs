@@ -71,6 +71,11 @@ impl ValidationSummary {
     }
 }
 
+/// Decompression buffer capacity a [`Validator`] keeps between payloads:
+/// enough for any ordinary batch (producers default to 16 KiB–1 MiB), so
+/// one huge batch does not pin its memory for the connection's lifetime.
+pub const SCRATCH_KEEP_BYTES: usize = 4 << 20;
+
 /// Validates produce payloads, keeping its decompression buffer between
 /// calls so that the steady state allocates nothing.
 #[derive(Debug)]
@@ -111,6 +116,21 @@ impl Validator {
     /// Checks every entry of a produce payload (spec: STO-21) and
     /// summarises it (spec: STO-22). An empty payload is an error.
     pub fn validate(&mut self, payload: &[u8]) -> Result<ValidationSummary, RecordError> {
+        let result = self.validate_entries(payload);
+        if self.scratch.capacity() > SCRATCH_KEEP_BYTES {
+            self.scratch.clear();
+            self.scratch.shrink_to(SCRATCH_KEEP_BYTES);
+        }
+        result
+    }
+
+    /// Bytes the decompression buffer holds on to.
+    #[cfg(test)]
+    pub(crate) fn scratch_capacity(&self) -> usize {
+        self.scratch.capacity()
+    }
+
+    fn validate_entries(&mut self, payload: &[u8]) -> Result<ValidationSummary, RecordError> {
         if payload.is_empty() {
             return Err(RecordError::InvalidRecord("empty produce payload"));
         }
