@@ -16,7 +16,7 @@ use crate::storage::config::LogConfig;
 use crate::storage::error::StorageError;
 use crate::storage::log::LogReader;
 use crate::storage::manager::LogManager;
-use crate::storage::record::{self, RecordError, Validator};
+use crate::storage::record::{RecordError, Validator};
 
 /// Batches remembered per producer and partition for duplicate detection;
 /// Kafka's clients keep at most five in flight.
@@ -293,25 +293,28 @@ impl Partitions {
         opts: AppendOptions,
         validator: &mut Validator,
     ) -> Result<Appended, AppendError> {
-        // Everything that needs no lock happens first: CRCs and framing.
-        let summary = validator.validate(payload)?;
-        let mut pos = 0;
-        while pos + 12 <= payload.len() {
-            let size = 12
-                + i32::from_be_bytes([
-                    payload[pos + 8],
-                    payload[pos + 9],
-                    payload[pos + 10],
-                    payload[pos + 11],
-                ]) as usize;
+        for size in entry_sizes(payload) {
             if size > opts.max_entry_bytes {
                 return Err(AppendError::TooLarge {
                     size,
                     max: opts.max_entry_bytes,
                 });
             }
-            pos += size;
         }
+        let now = now_ms();
+        let append_time = (opts.timestamp_type == TimestampType::LogAppendTime).then_some(now);
+
+        let mut guard = self.lock();
+        let mgr = guard.as_mut().ok_or(AppendError::ShuttingDown)?;
+        let log = mgr
+            .get_mut(tp)
+            .ok_or_else(|| AppendError::UnknownPartition(tp.to_string()))?;
+        // Validation (CRCs, framing, rules) and offset assignment in one
+        // pass over a private copy; nothing reaches the log unless all of
+        // it passes.
+        let base_offset = log.log_end();
+        let mut buf = payload.to_vec();
+        let (summary, _) = validator.validate_and_assign(&mut buf, base_offset, 0, append_time)?;
         match (opts.require_v2, summary.single_magic()) {
             (true, Some(2)) => {}
             (true, _) => {
@@ -326,14 +329,6 @@ impl Partitions {
                 ));
             }
         }
-        let now = now_ms();
-        let append_time = (opts.timestamp_type == TimestampType::LogAppendTime).then_some(now);
-
-        let mut guard = self.lock();
-        let mgr = guard.as_mut().ok_or(AppendError::ShuttingDown)?;
-        let log = mgr
-            .get_mut(tp)
-            .ok_or_else(|| AppendError::UnknownPartition(tp.to_string()))?;
         let mut producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
         let producer = summary.producer.filter(|p| p.producer_id >= 0);
         if let Some(p) = producer {
@@ -355,9 +350,6 @@ impl Partitions {
                 });
             }
         }
-        let base_offset = log.log_end();
-        let mut buf = payload.to_vec();
-        record::assign_offsets(&mut buf, base_offset, 0, append_time)?;
         log.append(&buf, now)?;
         let log_start_offset = log.log_start();
         if let Some(p) = producer {
@@ -414,6 +406,18 @@ impl Partitions {
             None => Ok(()),
         }
     }
+}
+
+/// Sizes of the entries of a payload, log overhead included, as far as
+/// their size fields can be read (the validator checks the framing).
+fn entry_sizes(payload: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let mut pos = 0usize;
+    std::iter::from_fn(move || {
+        let e = payload.get(pos..pos + 12)?;
+        let size = 12 + i32::from_be_bytes([e[8], e[9], e[10], e[11]]).max(0) as usize;
+        pos += size;
+        Some(size)
+    })
 }
 
 /// Reads every v2 batch header of a log and keeps, per producer, its epoch
