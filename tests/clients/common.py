@@ -109,5 +109,9 @@ def base_parser(description):
     p.add_argument("--partition", type=int, default=0)
     p.add_argument("--max-in-flight", type=int, default=0,
                    help="produce requests in flight per connection (0: client default)")
+    p.add_argument("--allow-errors", action="store_true",
+                   help="produce: report what was acknowledged even if some sends failed")
+    p.add_argument("--idle", type=float, default=0.0,
+                   help="consume: after --count records, go on until nothing arrives for this long")
     p.add_argument("--api-version", help="e.g. 0.10.1 (kafka-python only)")
     return p

@@ -799,3 +799,87 @@ pub fn first_magic(segment: &Path) -> u8 {
     assert!(bytes.len() > 16, "{} holds no entry", segment.display());
     bytes[16]
 }
+
+/// A client running in the background with stdout and stderr in files.
+#[derive(Debug)]
+pub struct Background {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Background {
+    /// Spawns `cmd` with its output in files under `dir`.
+    pub fn spawn(cmd: &mut Command, dir: &Path) -> Background {
+        let n = unique();
+        let out = dir.join(format!("bg-{n}.out"));
+        let err = dir.join(format!("bg-{n}.err"));
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&out).expect("creating stdout file"))
+            .stderr(fs::File::create(&err).expect("creating stderr file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+        Background { child, out, err }
+    }
+
+    /// Waits (up to `limit`) and returns exit status, stdout and stderr;
+    /// kills the client and panics on timeout.
+    pub fn wait(mut self, limit: Duration) -> (ExitStatus, Vec<u8>, String) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("waiting for a client") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "background client exceeded {limit:?}; stderr:\n{}",
+                    fs::read_to_string(&self.err).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let out = fs::read(&self.out).unwrap_or_default();
+        let err = fs::read_to_string(&self.err).unwrap_or_default();
+        (status, out, err)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Waits until the number in a driver's `--progress` file reaches `n`.
+pub fn wait_progress(file: &Path, n: u64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let got: u64 = fs::read_to_string(file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        if got >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "progress stuck at {got} of {n} after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The broker's scratch directory (outside the data directory), for
+/// driver inputs, outputs and progress files.
+impl Broker {
+    /// A scratch path next to the data directory.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
