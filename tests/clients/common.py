@@ -27,8 +27,11 @@ class Rec:
             return "-" if b is None else b.hex()
 
         hs = ",".join("%s=%s" % (k, (v or b"").hex()) for k, v in self.headers) or "-"
+        def n(v):
+            return -1 if v is None else v
+
         return "%d\t%d\t%d\t%s\t%s\t%s" % (
-            self.partition, self.offset, self.timestamp, h(self.key), h(self.value), hs)
+            n(self.partition), n(self.offset), n(self.timestamp), h(self.key), h(self.value), hs)
 
 
 def parse(line):
@@ -105,7 +108,8 @@ def base_parser(description):
     p.add_argument("--partitions", type=int, default=3)
     p.add_argument("--count", type=int, default=0, help="records to consume")
     p.add_argument("--timeout", type=float, default=60.0)
-    p.add_argument("--timestamp", type=int, help="for offsets-for-times")
+    p.add_argument("--timestamp", type=int, nargs="+",
+                   help="offsets-for-times: targets, one offset printed per line")
     p.add_argument("--partition", type=int, default=0)
     p.add_argument("--max-in-flight", type=int, default=0,
                    help="produce requests in flight per connection (0: client default)")
@@ -113,5 +117,7 @@ def base_parser(description):
                    help="produce: report what was acknowledged even if some sends failed")
     p.add_argument("--idle", type=float, default=0.0,
                    help="consume: after --count records, go on until nothing arrives for this long")
+    p.add_argument("--sync", action="store_true",
+                   help="produce: wait for each record's acknowledgement (one batch each)")
     p.add_argument("--api-version", help="e.g. 0.10.1 (kafka-python only)")
     return p

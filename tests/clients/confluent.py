@@ -111,10 +111,11 @@ def consume(a):
 
 def offsets_for_times(a):
     c = consumer(a)
-    res = c.offsets_for_times([TopicPartition(a.topic, a.partition, a.timestamp)], a.timeout)
-    if res[0].error:
-        fail(str(res[0].error))
-    print(res[0].offset)
+    for ts in a.timestamp:
+        res = c.offsets_for_times([TopicPartition(a.topic, a.partition, ts)], a.timeout)
+        if res[0].error:
+            fail(str(res[0].error))
+        print(res[0].offset)
     c.close()
 
 

@@ -24,6 +24,8 @@ def produce(a):
               request_timeout_ms=int(a.timeout * 1000), **version(a))
     if a.idempotence:
         kw["enable_idempotence"] = True
+    if a.max_in_flight:
+        kw["max_in_flight_requests_per_connection"] = a.max_in_flight
     p = KafkaProducer(**kw)
     recs = read_input(a.input)
     pacer = Pacer(a.rate, a.progress)
@@ -38,6 +40,9 @@ def produce(a):
         if r.timestamp >= 0:
             sk["timestamp_ms"] = r.timestamp
         futures.append((r, p.send(a.topic, **sk)))
+        if a.sync:
+            p.flush(a.timeout)
+            futures[-1][1].get(a.timeout)
     p.flush(a.timeout)
     out = []
     for r, f in futures:
@@ -75,8 +80,9 @@ def consume(a):
 def offsets_for_times(a):
     c = consumer(a)
     tp = TopicPartition(a.topic, a.partition)
-    res = c.offsets_for_times({tp: a.timestamp})
-    print(-1 if res[tp] is None else res[tp].offset)
+    for ts in a.timestamp:
+        res = c.offsets_for_times({tp: ts})
+        print(-1 if res[tp] is None else res[tp].offset)
     c.close()
 
 
