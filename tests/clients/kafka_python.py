@@ -30,6 +30,12 @@ def produce(a):
     recs = read_input(a.input)
     pacer = Pacer(a.rate, a.progress)
     futures = []
+    done = [0]
+
+    def on_ack(_md):
+        done[0] += 1
+        pacer.acked(done[0])
+
     for i, r in enumerate(recs):
         pacer.before_send(i)
         sk = {"key": r.key, "value": r.value}
@@ -39,7 +45,7 @@ def produce(a):
             sk["partition"] = r.partition
         if r.timestamp >= 0:
             sk["timestamp_ms"] = r.timestamp
-        futures.append((r, p.send(a.topic, **sk)))
+        futures.append((r, p.send(a.topic, **sk).add_callback(on_ack)))
         if a.sync:
             p.flush(a.timeout)
             futures[-1][1].get(a.timeout)
