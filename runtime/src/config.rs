@@ -178,6 +178,7 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key("num.recovery.threads.per.data.dir", Some("1"), int(1)),
     key("message.max.bytes", Some("1048588"), int(0)),
     key("replica.fetch.max.bytes", Some("1048576"), int(0)),
+    key("fetch.max.bytes", Some("57671680"), int(1024)),
     key("replica.fetch.wait.max.ms", Some("500"), I32),
     key("replica.fetch.min.bytes", Some("1"), I32),
     key("replica.lag.time.max.ms", Some("30000"), long(0)),
@@ -443,7 +444,11 @@ pub fn parse_properties(text: &str) -> Result<Vec<(String, String)>, ConfigError
 }
 
 fn ends_with_odd_backslashes(s: &str) -> bool {
-    s.bytes().rev().take_while(|&b| b == b'\\').count() % 2 == 1
+    !s.bytes()
+        .rev()
+        .take_while(|&b| b == b'\\')
+        .count()
+        .is_multiple_of(2)
 }
 
 /// Splits a logical line into its raw (still escaped) key and value.
@@ -552,12 +557,18 @@ pub struct BrokerConfig {
     pub message_timestamp_type: TimestampType,
     /// `message.max.bytes`: the largest record batch accepted.
     pub message_max_bytes: i32,
+    /// `fetch.max.bytes`: caps the records of one Fetch response, whatever
+    /// the client asks.
+    pub fetch_max_bytes: i32,
     /// `socket.request.max.bytes`: the largest request frame accepted.
     pub socket_request_max_bytes: i32,
     /// `queued.max.requests`: bounds each connection's in-flight pipeline.
     pub queued_max_requests: i32,
     /// `max.connections`.
     pub max_connections: i32,
+    /// `connections.max.idle.ms`: a connection silent this long is closed
+    /// (-1: never).
+    pub connections_max_idle_ms: i64,
     /// `auto.create.topics.enable`.
     pub auto_create_topics_enable: bool,
     /// `delete.topic.enable`.
@@ -775,8 +786,10 @@ impl BrokerConfig {
             message_timestamp_type,
             message_max_bytes: int("message.max.bytes") as i32,
             socket_request_max_bytes: int("socket.request.max.bytes") as i32,
+            fetch_max_bytes: int("fetch.max.bytes") as i32,
             queued_max_requests: int("queued.max.requests") as i32,
             max_connections: int("max.connections") as i32,
+            connections_max_idle_ms: int("connections.max.idle.ms"),
             auto_create_topics_enable: boolean("auto.create.topics.enable"),
             delete_topic_enable: boolean("delete.topic.enable"),
             min_insync_replicas: int("min.insync.replicas") as i32,

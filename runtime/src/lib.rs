@@ -3,6 +3,7 @@
 
 pub mod broker;
 pub mod cli;
+pub mod client;
 pub mod cluster;
 pub mod codec;
 pub mod config;

@@ -6,10 +6,10 @@
 //! through cloned [`LogReader`]s and never take it (spec: PRO-70).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use gregor_core::ids::TopicPartition;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use crate::config::{BrokerConfig, TimestampType};
 use crate::storage::config::LogConfig;
@@ -173,7 +173,8 @@ pub struct Partitions {
     logs: Mutex<Option<LogManager>>,
     readers: RwLock<HashMap<TopicPartition, LogReader>>,
     producers: Mutex<HashMap<TopicPartition, BTreeMap<i64, ProducerEntry>>>,
-    appended: watch::Sender<u64>,
+    /// Long-polling fetches to wake, per partition (spec: PRO-72).
+    waiters: Mutex<HashMap<TopicPartition, Vec<Weak<Notify>>>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -221,7 +222,7 @@ impl Partitions {
             logs: Mutex::new(Some(mgr)),
             readers: RwLock::new(readers),
             producers: Mutex::new(producers),
-            appended: watch::channel(0).0,
+            waiters: Mutex::new(HashMap::new()),
         })
     }
 
@@ -278,10 +279,34 @@ impl Partitions {
             .cloned()
     }
 
-    /// A receiver whose value changes after every append (Fetch long polls
-    /// wait on it instead of polling, spec: PRO-72).
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.appended.subscribe()
+    /// Asks for `waiter` to be notified at the next append to any of `tps`
+    /// (spec: PRO-72). Register before reading: a notification that comes
+    /// between the read and the wait is kept as a permit, never lost.
+    /// Registrations are one-shot; dead ones are pruned here.
+    pub fn wake_on_append(&self, tps: &[TopicPartition], waiter: &Arc<Notify>) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        for tp in tps {
+            let list = waiters.entry(tp.clone()).or_default();
+            list.retain(|w| w.strong_count() > 0);
+            if !list
+                .iter()
+                .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(waiter)))
+            {
+                list.push(Arc::downgrade(waiter));
+            }
+        }
+    }
+
+    fn wake(&self, tp: &TopicPartition) {
+        let woken = self
+            .waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(tp)
+            .unwrap_or_default();
+        for w in woken.iter().filter_map(Weak::upgrade) {
+            w.notify_one();
+        }
     }
 
     /// Validates and appends a produce payload to `tp` (spec: PRO-70,
@@ -369,7 +394,7 @@ impl Partitions {
         }
         drop(producers);
         drop(guard);
-        self.appended.send_modify(|n| *n = n.wrapping_add(1));
+        self.wake(tp);
         Ok(Appended {
             base_offset,
             log_append_time: append_time.unwrap_or(-1),

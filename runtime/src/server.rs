@@ -1,18 +1,20 @@
 //! The TCP server: one tokio task per connection, pipelined requests
 //! answered in order, bounded in-flight work, and graceful shutdown.
 //!
-//! Each connection has a reader and a writer. The reader cuts frames with
-//! [`frame::check`], starts one task per request and queues the task's
-//! answer slot; the writer awaits the slots in arrival order, so responses
-//! leave in request order however long each request takes (spec: PRO-6).
-//! The queue is bounded: when a client has [`MAX_IN_FLIGHT_PER_CONNECTION`]
-//! requests outstanding the reader stops reading (back-pressure).
+//! Each connection has a reader and a processor. The reader cuts frames with
+//! [`frame::check`] and queues them; the processor handles them one at a
+//! time, in arrival order, and writes each response before taking the next
+//! (spec: PRO-6). Like Kafka, one connection's requests are *applied* in
+//! order — two pipelined Produce requests can never overtake each other —
+//! while the client may keep many in flight. The queue is bounded: when a
+//! client has [`MAX_IN_FLIGHT_PER_CONNECTION`] requests outstanding the
+//! reader stops reading (back-pressure).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -148,6 +150,14 @@ impl Server {
     }
 }
 
+/// Sleeps for `idle`, or forever when idle connections are kept.
+async fn idle_timeout(idle: Option<Duration>) {
+    match idle {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves once the stop flag is set (or its sender is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
@@ -163,11 +173,15 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
-    let (queue_tx, queue_rx) =
-        mpsc::channel::<oneshot::Receiver<Outcome>>(MAX_IN_FLIGHT_PER_CONNECTION);
+    let (queue_tx, queue_rx) = mpsc::channel::<Bytes>(MAX_IN_FLIGHT_PER_CONNECTION);
     let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
-    let writer = tokio::spawn(write_loop(wr, queue_rx, closed_tx, peer));
+    let writer = tokio::spawn(process_loop(wr, queue_rx, closed_tx, peer, broker.clone()));
     let max = broker.config.socket_request_max_bytes;
+    // spec: PRO-31 — a connection that sends nothing for
+    // connections.max.idle.ms is closed.
+    let idle = u64::try_from(broker.config.connections_max_idle_ms)
+        .ok()
+        .map(Duration::from_millis);
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
     'read: loop {
         loop {
@@ -175,15 +189,9 @@ async fn connection(
                 Ok(Some(len)) => {
                     let frame = buf.split_to(frame::LENGTH_BYTES + len).freeze();
                     let frame = frame.slice(frame::LENGTH_BYTES..);
-                    let (slot_tx, slot_rx) = oneshot::channel();
-                    if queue_tx.send(slot_rx).await.is_err() {
+                    if queue_tx.send(frame).await.is_err() {
                         break 'read;
                     }
-                    let broker = broker.clone();
-                    tokio::spawn(async move {
-                        let outcome = protocol::handle_frame(&broker, frame).await;
-                        let _ = slot_tx.send(outcome);
-                    });
                 }
                 Ok(None) => {
                     if buf.capacity() - buf.len() < READ_BUFFER_BYTES / 2 {
@@ -209,34 +217,36 @@ async fn connection(
             },
             _ = &mut closed_rx => break,
             () = stopped(&mut stop) => break,
+            () = idle_timeout(idle) => {
+                tracing::debug!(%peer, "closing idle connection");
+                break;
+            }
         }
     }
-    // The writer answers everything already queued, then closes.
+    // The processor answers everything already queued, then closes.
     drop(queue_tx);
     let _ = writer.await;
 }
 
-async fn write_loop(
+/// Handles queued requests one at a time and writes their responses.
+async fn process_loop(
     mut wr: tokio::net::tcp::OwnedWriteHalf,
-    mut queue: mpsc::Receiver<oneshot::Receiver<Outcome>>,
+    mut queue: mpsc::Receiver<Bytes>,
     closed: oneshot::Sender<()>,
     peer: SocketAddr,
+    broker: Arc<Broker>,
 ) {
-    while let Some(slot) = queue.recv().await {
-        match slot.await {
-            Ok(Outcome::Respond(bytes)) => {
+    while let Some(frame) = queue.recv().await {
+        match protocol::handle_frame(&broker, frame).await {
+            Outcome::Respond(bytes) => {
                 if let Err(e) = wr.write_all(&bytes).await {
                     tracing::debug!(%peer, error = %e, "write failed");
                     break;
                 }
             }
-            Ok(Outcome::Silent) => {}
-            Ok(Outcome::Close(reason)) => {
+            Outcome::Silent => {}
+            Outcome::Close(reason) => {
                 tracing::info!(%peer, %reason, "closing connection");
-                break;
-            }
-            Err(_) => {
-                tracing::error!(%peer, "request task failed; closing connection");
                 break;
             }
         }

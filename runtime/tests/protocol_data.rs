@@ -597,3 +597,117 @@ async fn idempotent_produce_rejects_duplicates_and_gaps_across_restart() {
     assert!(r3.producer_id.0 > r2.producer_id.0);
     b.stop().await;
 }
+
+// spec: PRO-6 — pipelined produces on one connection are applied in order.
+#[tokio::test]
+async fn pipelined_produces_are_applied_in_order() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.connect().await;
+    create_topic(&mut c, "t", 1).await;
+    let mut burst = BytesMut::new();
+    for i in 0..40 {
+        let mut bld = BatchBuilder::new(2, Codec::None, 0).unwrap();
+        bld.append(now_ms(), None, Some(format!("{i}").as_bytes()), &[])
+            .unwrap();
+        let records = Bytes::from(bld.build().unwrap());
+        burst.extend_from_slice(&encode_request(7, i, &produce_req("t", 0, records, 1)));
+    }
+    c.send_raw(&burst).await;
+    for i in 0..40 {
+        let mut frame = c.recv_frame().await.unwrap();
+        assert_eq!(frame.get_i32(), i);
+    }
+    let recs = decode_records(
+        &fetched(&c.call(11, 99, &fetch_req("t", 0, 0, 0, 0)).await).2,
+        0,
+    )
+    .unwrap();
+    let values: Vec<String> = recs
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
+        .collect();
+    let expected: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+    assert_eq!(values, expected);
+    b.stop().await;
+}
+
+// spec: PRO-73 — max_bytes is shared by the partitions of one fetch, but
+// the first partition with data always returns at least one batch (KIP-74).
+#[tokio::test]
+async fn fetch_limits_follow_kip_74() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.connect().await;
+    create_topic(&mut c, "t", 2).await;
+    for p in 0..2 {
+        for _ in 0..3 {
+            let resp = c
+                .call(
+                    7,
+                    1,
+                    &produce_req("t", p, batch(20, now_ms(), Codec::None), 1),
+                )
+                .await;
+            assert_eq!(first_partition(&resp).0, 0);
+        }
+    }
+    let one_batch = batch(20, now_ms(), Codec::None).len() as i32;
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_bytes(10) // far below one batch
+        .with_topics(vec![
+            FetchTopic::default().with_topic(name("t")).with_partitions(
+                (0..2)
+                    .map(|p| {
+                        FetchPartition::default()
+                            .with_partition(p)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(1 << 20)
+                    })
+                    .collect(),
+            ),
+        ]);
+    let resp = c.call(11, 2, &req).await;
+    let parts = &resp.responses[0].partitions;
+    let sizes: Vec<usize> = parts
+        .iter()
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .collect();
+    assert_eq!(sizes[0], one_batch as usize, "exactly the first batch");
+    assert_eq!(sizes[1], 0, "nothing left of max_bytes");
+    // partition_max_bytes bounds each partition; room for two batches gives two.
+    let req = fetch_req("t", 1, 0, 0, 0);
+    let mut req = req;
+    req.topics[0].partitions[0].partition_max_bytes = 2 * one_batch;
+    let (_, _, records) = fetched(&c.call(11, 3, &req).await);
+    assert_eq!(records.len(), 2 * one_batch as usize);
+    b.stop().await;
+}
+
+// spec: PRO-72 — only appends to the fetched partitions end a long poll.
+#[tokio::test]
+async fn long_poll_ignores_other_partitions() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.connect().await;
+    create_topic(&mut c, "t", 2).await;
+    let mut waiting = b.connect().await;
+    let started = Instant::now();
+    waiting
+        .send_raw(&encode_request(11, 5, &fetch_req("t", 0, 0, 800, 1)))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let resp = c
+        .call(
+            7,
+            6,
+            &produce_req("t", 1, batch(1, now_ms(), Codec::None), 1),
+        )
+        .await;
+    assert_eq!(first_partition(&resp).0, 0);
+    let mut frame = waiting.recv_frame().await.unwrap();
+    assert_eq!(frame.get_i32(), 5);
+    assert!(
+        started.elapsed() >= Duration::from_millis(750),
+        "woken by another partition"
+    );
+    b.stop().await;
+}

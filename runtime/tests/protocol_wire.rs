@@ -181,3 +181,15 @@ async fn shutdown_answers_requests_already_read() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
     let _ = Conn::connect;
 }
+
+// spec: PRO-31
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let b = TestBroker::start(&[("connections.max.idle.ms", "300")]).await;
+    let mut c = b.connect().await;
+    assert_eq!(c.call(0, 1, &api_versions_v3()).await.error_code, 0);
+    let started = std::time::Instant::now();
+    assert!(c.is_closed().await);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    b.stop().await;
+}

@@ -2,7 +2,10 @@
 //!
 //! `gregor broker [--config FILE] [--override key=value]…` runs a broker;
 //! with no arguments it is the embedded single-node default (listener
-//! `127.0.0.1:9092`, data under `./data`).
+//! `127.0.0.1:9092`, data under `./data`). `gregor topics`, `gregor produce`
+//! and `gregor consume` drive a broker through the native client.
+
+pub mod tools;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +31,33 @@ pub struct Cli {
 pub enum Command {
     /// Run a broker until SIGTERM or SIGINT.
     Broker(BrokerArgs),
+    /// Create, list, describe or delete topics.
+    Topics {
+        /// Broker address.
+        #[arg(long, short = 'b', global = true, default_value = tools::DEFAULT_BOOTSTRAP)]
+        bootstrap_server: String,
+        /// What to do.
+        #[command(subcommand)]
+        action: tools::TopicsCmd,
+    },
+    /// Produce lines from stdin as records.
+    Produce {
+        /// Broker address.
+        #[arg(long, short = 'b', global = true, default_value = tools::DEFAULT_BOOTSTRAP)]
+        bootstrap_server: String,
+        /// Options.
+        #[command(flatten)]
+        args: tools::ProduceArgs,
+    },
+    /// Print records of a topic, one per line.
+    Consume {
+        /// Broker address.
+        #[arg(long, short = 'b', global = true, default_value = tools::DEFAULT_BOOTSTRAP)]
+        bootstrap_server: String,
+        /// Options.
+        #[command(flatten)]
+        args: tools::ConsumeArgs,
+    },
 }
 
 /// Arguments of `gregor broker`.
@@ -56,7 +86,26 @@ pub fn init_tracing() {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Broker(args) => run_broker(args),
+        Command::Topics {
+            bootstrap_server,
+            action,
+        } => client_runtime()?.block_on(tools::topics(&bootstrap_server, action)),
+        Command::Produce {
+            bootstrap_server,
+            args,
+        } => client_runtime()?.block_on(tools::produce(&bootstrap_server, args)),
+        Command::Consume {
+            bootstrap_server,
+            args,
+        } => client_runtime()?.block_on(tools::consume(&bootstrap_server, args)),
     }
+}
+
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {

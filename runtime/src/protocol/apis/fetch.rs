@@ -56,6 +56,8 @@ pub async fn handle(
     } else {
         i32::MAX
     };
+    // spec: PRO-73 — the broker's fetch.max.bytes caps every response.
+    let max_bytes = max_bytes.min(broker.config.fetch_max_bytes);
     if v >= 4 {
         r.i8("isolation_level")?;
     }
@@ -107,22 +109,26 @@ pub async fn handle(
     r.tagged_fields()?;
     r.finish()?;
 
-    // spec: PRO-72 — subscribe before the first read so no append is missed.
-    let mut appended = broker.partitions.subscribe();
+    // spec: PRO-72 — register for wake-ups before each read so that no
+    // append is missed; only appends to the partitions fetched wake us.
+    let fetched: Vec<TopicPartition> = topics
+        .iter()
+        .flat_map(|(t, ps)| {
+            ps.iter()
+                .map(move |p| TopicPartition::new(t.clone(), p.partition))
+        })
+        .collect();
+    let appended = Arc::new(tokio::sync::Notify::new());
     let wait = Duration::from_millis(max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + wait;
     let result = loop {
-        appended.borrow_and_update();
+        broker.partitions.wake_on_append(&fetched, &appended);
         let (result, bytes, any_error) = read_all(broker, v, &topics, max_bytes);
         if any_error || bytes >= i64::from(min_bytes) || tokio::time::Instant::now() >= deadline {
             break result;
         }
         tokio::select! {
-            changed = appended.changed() => {
-                if changed.is_err() {
-                    break result;
-                }
-            }
+            () = appended.notified() => {}
             () = tokio::time::sleep_until(deadline) => {
                 break read_all(broker, v, &topics, max_bytes).0;
             }
@@ -173,7 +179,6 @@ fn read_all(
     let mut total = 0i64;
     let mut any_error = false;
     let mut out = Vec::with_capacity(topics.len());
-    let mut buf = Vec::new();
     for (name, parts) in topics {
         let mut outs = Vec::with_capacity(parts.len());
         for p in parts {
@@ -198,19 +203,18 @@ fn read_all(
             let log_start_offset = reader.log_start();
             let mut error = ErrorCode::None;
             let mut records = Bytes::new();
-            // KIP-74: the first non-empty partition is returned whole even
-            // beyond max_bytes, so a consumer always makes progress.
-            let limit = if total == 0 {
-                p.partition_max_bytes.max(0) as i64
-            } else {
-                (p.partition_max_bytes.max(0) as i64).min(remaining)
-            };
+            // KIP-74: both limits apply, but the first partition with data
+            // returns at least one whole batch (the storage read always
+            // yields one), so a consumer always makes progress.
+            let limit = (p.partition_max_bytes.max(0) as i64).min(remaining.max(0));
             if total == 0 || limit > 0 {
                 match reader.read(p.fetch_offset, limit as usize) {
                     Ok(Some(range)) => {
-                        buf.clear();
+                        // One read straight into the buffer that becomes the
+                        // response's records: no further copy.
+                        let mut buf = Vec::with_capacity(range.len as usize);
                         match range.read_into(&mut buf) {
-                            Ok(()) => match convert_for_version(v, &buf) {
+                            Ok(()) => match convert_for_version(v, buf) {
                                 Ok(bytes) => records = bytes,
                                 Err(e) => {
                                     tracing::error!(partition = %tp, error = %e, "fetch conversion failed");
@@ -264,19 +268,19 @@ fn has_magic_outside(buf: &[u8], range: std::ops::RangeInclusive<u8>) -> bool {
 
 /// Converts log bytes to the record format a Fetch version may carry
 /// (spec: PRO-74): v0–1 get magic 0, v2–3 magic ≤ 1, v12 only magic 2.
-fn convert_for_version(v: i16, buf: &[u8]) -> Result<Bytes, record::RecordError> {
+fn convert_for_version(v: i16, buf: Vec<u8>) -> Result<Bytes, record::RecordError> {
     let mut out = Vec::new();
     match v {
-        0 | 1 if has_magic_outside(buf, 0..=0) => {
-            record::down_convert(buf, 0, &mut out, DEFAULT_MAX_DECOMPRESSED_BYTES)?
+        0 | 1 if has_magic_outside(&buf, 0..=0) => {
+            record::down_convert(&buf, 0, &mut out, DEFAULT_MAX_DECOMPRESSED_BYTES)?
         }
-        2 | 3 if has_magic_outside(buf, 0..=1) => {
-            record::down_convert(buf, 1, &mut out, DEFAULT_MAX_DECOMPRESSED_BYTES)?
+        2 | 3 if has_magic_outside(&buf, 0..=1) => {
+            record::down_convert(&buf, 1, &mut out, DEFAULT_MAX_DECOMPRESSED_BYTES)?
         }
-        12.. if has_magic_outside(buf, 2..=2) => {
-            record::up_convert(buf, &mut out, DEFAULT_MAX_DECOMPRESSED_BYTES)?
+        12.. if has_magic_outside(&buf, 2..=2) => {
+            record::up_convert(&buf, &mut out, DEFAULT_MAX_DECOMPRESSED_BYTES)?
         }
-        _ => return Ok(Bytes::copy_from_slice(buf)),
+        _ => return Ok(Bytes::from(buf)),
     }
     Ok(Bytes::from(out))
 }

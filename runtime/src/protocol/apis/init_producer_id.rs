@@ -36,7 +36,7 @@ pub fn handle(
         resp.with_error_code(ErrorCode::TransactionalIdAuthorizationFailed.code())
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
-    } else if current_id >= 0 && current_epoch >= 0 && current_epoch < i16::MAX - 1 {
+    } else if current_id >= 0 && (0..i16::MAX - 1).contains(&current_epoch) {
         // KIP-360: an idempotent producer bumps its own epoch to reset
         // sequences after an error; the partitions accept sequence 0 again.
         resp.with_producer_id(ProducerId(current_id))

@@ -23,6 +23,9 @@ pub const EARLIEST: i64 = -2;
 /// `ListOffsetsRequest.MAX_TIMESTAMP` (v7+).
 pub const MAX_TIMESTAMP: i64 = -3;
 
+/// (partition, error, timestamp, offset) for one requested partition.
+type PartitionAnswer = (i32, ErrorCode, i64, i64);
+
 /// Bytes read at a time when scanning for the largest timestamp.
 const SCAN_READ_BYTES: usize = 1 << 20;
 
@@ -62,7 +65,7 @@ pub fn handle(
     r.finish()?;
 
     let image = broker.metadata.image();
-    let results: Vec<(String, Vec<(i32, ErrorCode, i64, i64)>)> = request
+    let results: Vec<(String, Vec<PartitionAnswer>)> = request
         .into_iter()
         .map(|(name, parts)| {
             let outs = parts
@@ -115,7 +118,7 @@ pub fn handle(
     let resp = ListOffsetsResponse::default().with_topics(
         results
             .into_iter()
-            .map(|(name, parts): (String, Vec<(i32, ErrorCode, i64, i64)>)| {
+            .map(|(name, parts): (String, Vec<PartitionAnswer>)| {
                 ListOffsetsTopicResponse::default()
                     .with_name(topic_name(name))
                     .with_partitions(

@@ -23,6 +23,9 @@ use crate::config::TimestampType;
 use crate::partition::{AppendOptions, Appended};
 use crate::storage::record::Validator;
 
+/// (partition index, records) as sent.
+type PartitionRecords = (i32, Option<Bytes>);
+
 struct PartitionResult {
     index: i32,
     error: ErrorCode,
@@ -43,7 +46,7 @@ pub fn handle(
     let acks = r.i16("acks")?;
     let _timeout_ms = r.i32("timeout_ms")?;
     let n = r.array("topics")?;
-    let mut request: Vec<(String, Vec<(i32, Option<Bytes>)>)> = Vec::with_capacity(n);
+    let mut request: Vec<(String, Vec<PartitionRecords>)> = Vec::with_capacity(n);
     for _ in 0..n {
         let name = r.str("topic name")?.to_owned();
         let np = r.array("partitions")?;

@@ -1,0 +1,397 @@
+//! A small native Kafka client for the CLI and tools: one connection to one
+//! broker (the embedded single-node mode), requests encoded with the
+//! `kafka-protocol` crate at fixed modern versions that are checked against
+//! the broker's ApiVersions table on connect.
+//!
+//! Record routing follows `spec/client.md` (PRD-1 … PRD-3) through
+//! `gregor_core::partitioner`.
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, BrokerId, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest,
+    ListOffsetsRequest, MetadataRequest, MetadataResponse, ProduceRequest, RequestHeader,
+    ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest response frame the client accepts.
+pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Client-side errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The connection failed.
+    #[error("connection to {addr}: {source}")]
+    Connect {
+        /// The address dialled.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Reading or writing failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// A request or response did not encode or decode.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The broker lacks an API version the client uses.
+    #[error("the broker does not support {api:?} v{version}")]
+    Unsupported {
+        /// The API.
+        api: ApiKey,
+        /// The version the client needs.
+        version: i16,
+    },
+    /// The broker answered with a Kafka error code.
+    #[error(
+        "{what}: {} (Kafka error {code}){}",
+        kafka_protocol::ResponseError::try_from_code(*code).map(|e| e.to_string()).unwrap_or_else(|| "unknown error".into()),
+        message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+    )]
+    Kafka {
+        /// What was being done.
+        what: String,
+        /// The error code.
+        code: i16,
+        /// The broker's message, when it sent one.
+        message: Option<String>,
+    },
+}
+
+fn kafka_error(what: impl Into<String>, code: i16, message: Option<&StrBytes>) -> ClientError {
+    ClientError::Kafka {
+        what: what.into(),
+        code,
+        message: message.map(|m| m.to_string()),
+    }
+}
+
+/// Versions the client speaks.
+const METADATA_V: i16 = 12;
+const PRODUCE_V: i16 = 9;
+const FETCH_V: i16 = 12;
+const LIST_OFFSETS_V: i16 = 7;
+const CREATE_TOPICS_V: i16 = 5;
+const DELETE_TOPICS_V: i16 = 4;
+
+/// One connection to a broker.
+#[derive(Debug)]
+pub struct Client {
+    stream: TcpStream,
+    correlation_id: i32,
+    client_id: StrBytes,
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_owned()))
+}
+
+impl Client {
+    /// Connects and checks that the broker speaks the versions used here.
+    pub async fn connect(addr: &str) -> Result<Self, ClientError> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        let _ = stream.set_nodelay(true);
+        let mut c = Self {
+            stream,
+            correlation_id: 0,
+            client_id: StrBytes::from_static_str("gregor-cli"),
+        };
+        let resp = c.call(3, &ApiVersionsRequest::default()).await?;
+        if resp.error_code != 0 {
+            return Err(kafka_error("ApiVersions", resp.error_code, None));
+        }
+        for (api, version) in [
+            (ApiKey::Metadata, METADATA_V),
+            (ApiKey::Produce, PRODUCE_V),
+            (ApiKey::Fetch, FETCH_V),
+            (ApiKey::ListOffsets, LIST_OFFSETS_V),
+            (ApiKey::CreateTopics, CREATE_TOPICS_V),
+            (ApiKey::DeleteTopics, DELETE_TOPICS_V),
+        ] {
+            let ok = resp.api_keys.iter().any(|k| {
+                k.api_key == api as i16 && k.min_version <= version && version <= k.max_version
+            });
+            if !ok {
+                return Err(ClientError::Unsupported { api, version });
+            }
+        }
+        Ok(c)
+    }
+
+    /// Sends one request and reads its response.
+    pub async fn call<R: Request>(
+        &mut self,
+        version: i16,
+        req: &R,
+    ) -> Result<R::Response, ClientError> {
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(self.client_id.clone()));
+        let mut body = BytesMut::new();
+        let proto = |e: anyhow::Error| ClientError::Protocol(e.to_string());
+        header
+            .encode(&mut body, R::header_version(version))
+            .map_err(proto)?;
+        req.encode(&mut body, version).map_err(proto)?;
+        let mut frame = Vec::with_capacity(body.len() + 4);
+        frame.extend_from_slice(&(body.len() as i32).to_be_bytes());
+        frame.extend_from_slice(&body);
+        self.stream.write_all(&frame).await?;
+
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).await?;
+        let len = i32::from_be_bytes(len);
+        if len < 4 || len as usize > MAX_RESPONSE_BYTES {
+            return Err(ClientError::Protocol(format!(
+                "response frame of {len} bytes"
+            )));
+        }
+        let mut buf = vec![0u8; len as usize];
+        self.stream.read_exact(&mut buf).await?;
+        let mut buf = Bytes::from(buf);
+        let key = ApiKey::try_from(R::KEY).map_err(|_| ClientError::Protocol("api key".into()))?;
+        let rh = ResponseHeader::decode(&mut buf, key.response_header_version(version))
+            .map_err(proto)?;
+        if rh.correlation_id != self.correlation_id {
+            return Err(ClientError::Protocol(format!(
+                "correlation id {} answered {}",
+                self.correlation_id, rh.correlation_id
+            )));
+        }
+        let resp = R::Response::decode(&mut buf, version).map_err(proto)?;
+        if buf.has_remaining() {
+            return Err(ClientError::Protocol("trailing bytes in response".into()));
+        }
+        Ok(resp)
+    }
+
+    /// Metadata for `topics` (all topics when `None`), never auto-creating.
+    pub async fn metadata(
+        &mut self,
+        topics: Option<&[String]>,
+    ) -> Result<MetadataResponse, ClientError> {
+        let req = MetadataRequest::default()
+            .with_topics(topics.map(|ts| {
+                ts.iter()
+                    .map(|t| MetadataRequestTopic::default().with_name(Some(name(t))))
+                    .collect()
+            }))
+            .with_allow_auto_topic_creation(false);
+        self.call(METADATA_V, &req).await
+    }
+
+    /// The partition count of `topic`.
+    pub async fn partitions(&mut self, topic: &str) -> Result<i32, ClientError> {
+        let md = self.metadata(Some(&[topic.to_owned()])).await?;
+        let t = md
+            .topics
+            .first()
+            .ok_or_else(|| ClientError::Protocol("empty metadata".into()))?;
+        if t.error_code != 0 {
+            return Err(kafka_error(format!("topic {topic}"), t.error_code, None));
+        }
+        Ok(t.partitions.len() as i32)
+    }
+
+    /// Creates a topic (-1 partitions / replication factor: broker defaults).
+    pub async fn create_topic(
+        &mut self,
+        topic: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &[(String, String)],
+    ) -> Result<(), ClientError> {
+        let req = CreateTopicsRequest::default()
+            .with_topics(vec![
+                CreatableTopic::default()
+                    .with_name(name(topic))
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(replication_factor)
+                    .with_configs(
+                        configs
+                            .iter()
+                            .map(|(k, v)| {
+                                CreatableTopicConfig::default()
+                                    .with_name(StrBytes::from_string(k.clone()))
+                                    .with_value(Some(StrBytes::from_string(v.clone())))
+                            })
+                            .collect(),
+                    ),
+            ])
+            .with_timeout_ms(30_000);
+        let resp = self.call(CREATE_TOPICS_V, &req).await?;
+        match resp.topics.first() {
+            Some(t) if t.error_code == 0 => Ok(()),
+            Some(t) => Err(kafka_error(
+                format!("create {topic}"),
+                t.error_code,
+                t.error_message.as_ref(),
+            )),
+            None => Err(ClientError::Protocol("empty CreateTopics response".into())),
+        }
+    }
+
+    /// Deletes a topic.
+    pub async fn delete_topic(&mut self, topic: &str) -> Result<(), ClientError> {
+        let req = DeleteTopicsRequest::default()
+            .with_topic_names(vec![name(topic)])
+            .with_timeout_ms(30_000);
+        let resp = self.call(DELETE_TOPICS_V, &req).await?;
+        match resp.responses.first() {
+            Some(t) if t.error_code == 0 => Ok(()),
+            Some(t) => Err(kafka_error(
+                format!("delete {topic}"),
+                t.error_code,
+                t.error_message.as_ref(),
+            )),
+            None => Err(ClientError::Protocol("empty DeleteTopics response".into())),
+        }
+    }
+
+    /// Produces one record set to a partition; returns its base offset
+    /// (`None` for acks=0).
+    pub async fn produce(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        records: Bytes,
+        acks: i16,
+    ) -> Result<Option<i64>, ClientError> {
+        let req = ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(name(topic))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(partition)
+                            .with_records(Some(records)),
+                    ]),
+            ]);
+        if acks == 0 {
+            // No response comes back: send the frame only.
+            self.correlation_id = self.correlation_id.wrapping_add(1);
+            let header = RequestHeader::default()
+                .with_request_api_key(ProduceRequest::KEY)
+                .with_request_api_version(PRODUCE_V)
+                .with_correlation_id(self.correlation_id)
+                .with_client_id(Some(self.client_id.clone()));
+            let mut body = BytesMut::new();
+            let proto = |e: anyhow::Error| ClientError::Protocol(e.to_string());
+            header
+                .encode(&mut body, ProduceRequest::header_version(PRODUCE_V))
+                .map_err(proto)?;
+            req.encode(&mut body, PRODUCE_V).map_err(proto)?;
+            self.stream
+                .write_all(&(body.len() as i32).to_be_bytes())
+                .await?;
+            self.stream.write_all(&body).await?;
+            return Ok(None);
+        }
+        let resp = self.call(PRODUCE_V, &req).await?;
+        let p = resp
+            .responses
+            .first()
+            .and_then(|t| t.partition_responses.first())
+            .ok_or_else(|| ClientError::Protocol("empty Produce response".into()))?;
+        if p.error_code != 0 {
+            return Err(kafka_error(
+                format!("produce to {topic}-{partition}"),
+                p.error_code,
+                p.error_message.as_ref(),
+            ));
+        }
+        Ok(Some(p.base_offset))
+    }
+
+    /// Fetches from one partition; returns (high watermark, record bytes).
+    pub async fn fetch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_wait_ms: i32,
+        max_bytes: i32,
+    ) -> Result<(i64, Bytes), ClientError> {
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(1)
+            .with_max_bytes(max_bytes)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(name(topic))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(partition)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(max_bytes),
+                    ]),
+            ]);
+        let resp = self.call(FETCH_V, &req).await?;
+        let p = resp
+            .responses
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| ClientError::Protocol("empty Fetch response".into()))?;
+        if p.error_code != 0 {
+            return Err(kafka_error(
+                format!("fetch {topic}-{partition}@{offset}"),
+                p.error_code,
+                None,
+            ));
+        }
+        Ok((p.high_watermark, p.records.clone().unwrap_or_default()))
+    }
+
+    /// ListOffsets: -2 earliest, -1 latest, else the first offset at or
+    /// after the timestamp (-1 when none).
+    pub async fn list_offset(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> Result<i64, ClientError> {
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(name(topic))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(partition)
+                            .with_timestamp(timestamp),
+                    ]),
+            ]);
+        let resp = self.call(LIST_OFFSETS_V, &req).await?;
+        let p = resp
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| ClientError::Protocol("empty ListOffsets response".into()))?;
+        if p.error_code != 0 {
+            return Err(kafka_error(
+                format!("list offsets {topic}-{partition}"),
+                p.error_code,
+                None,
+            ));
+        }
+        Ok(p.offset)
+    }
+}
