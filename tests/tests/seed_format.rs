@@ -1,7 +1,8 @@
 //! The seed's message format: kafka-python forced to the 0.10.1 protocol
 //! (`api_version=(0, 10, 1)`) sends Produce v2 with magic-1 messages, which
-//! the broker stores as v1 on disk and librdkafka reads back; the same
-//! client reads v2 batches written by librdkafka (spec: E2E-4).
+//! the broker stores as v1 on disk and librdkafka and `gregor consume` read
+//! back; the same client reads v2 batches written by librdkafka
+//! (spec: E2E-4).
 
 use std::process::Command;
 
@@ -64,6 +65,35 @@ fn kafka_python_v1_messages_stored_as_v1_and_read_by_librdkafka() {
         &["--api-version", "0.10.1"],
     );
     assert_payloads_equal(&b, &acked, &got, "kafka-python 0.10.1 reading v1 messages");
+    // `gregor consume` (the native client) reads them too: every
+    // partition's key/value lines in offset order.
+    for p in 0..3 {
+        let out = run_ok(
+            std::process::Command::new(gregor_bin())
+                .args(["consume", "-b", &b.bootstrap(), topic, "--partition"])
+                .arg(p.to_string())
+                .args(["--print-key", "--key-separator", "|"]),
+            CLIENT_LIMIT,
+            &b,
+        );
+        let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let mut want: Vec<&Rec> = acked.iter().filter(|r| r.partition == p).collect();
+        want.sort_by_key(|r| r.offset);
+        let want: Vec<String> = want
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}|{}",
+                    String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()),
+                    String::from_utf8_lossy(r.value.as_deref().unwrap_or_default())
+                )
+            })
+            .collect();
+        assert_eq!(lines, want, "gregor consume of partition {p}");
+    }
     // kcat (librdkafka 2.0.2, Fetch v11) too, when present.
     if let Some(kcat) = kcat() {
         let out = run_ok(
