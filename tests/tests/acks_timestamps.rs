@@ -43,17 +43,17 @@ fn acks(driver: &str, level: &str, extra: &[&str]) {
 
 #[test]
 fn librdkafka_acks_0() {
-    acks("confluent.py", "0", &["--max-in-flight", "1"]);
+    acks("confluent.py", "0", &[]);
 }
 
 #[test]
 fn librdkafka_acks_1() {
-    acks("confluent.py", "1", &["--max-in-flight", "1"]);
+    acks("confluent.py", "1", &[]);
 }
 
 #[test]
 fn librdkafka_acks_all() {
-    acks("confluent.py", "all", &["--max-in-flight", "1"]);
+    acks("confluent.py", "all", &[]);
 }
 
 #[test]
@@ -63,8 +63,8 @@ fn kafka_python_acks_0() {
 
 #[test]
 fn kafka_python_acks_1() {
-    // Not idempotent with acks=1: one request in flight (clients_roundtrip.rs).
-    acks("kafka_python.py", "1", &["--max-in-flight", "1"]);
+    // Not idempotent with acks=1: pipelined requests must keep their order.
+    acks("kafka_python.py", "1", &[]);
 }
 
 #[test]
@@ -160,14 +160,7 @@ fn seek_by_timestamp_inside_a_batch() {
     let b = Broker::start(&["num.partitions=1"]);
     let topic = "by-time-batched";
     // librdkafka puts these 1,000 records in a handful of large batches.
-    let acked = py_produce(
-        &py,
-        "confluent.py",
-        &b,
-        topic,
-        &timed(N),
-        &["--max-in-flight", "1"],
-    );
+    let acked = py_produce(&py, "confluent.py", &b, topic, &timed(N), &[]);
     assert_eq!(acked.len(), N);
     check_lookups(
         &py,

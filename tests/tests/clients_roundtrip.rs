@@ -2,13 +2,9 @@
 //! 3-partition topic and reads back exactly the same keys, values, headers
 //! and partitions, in per-partition order (spec: E2E-1).
 //!
-//! librdkafka (confluent-kafka, kcat) pipelines up to a million produce
-//! requests per connection by default and relies on the broker appending
-//! them in request order. The broker currently runs pipelined requests of
-//! one connection concurrently, so the order can break (see
-//! `librdkafka_pipelined_produce_keeps_order`, ignored until the server
-//! handles a connection's requests in order); the round trips here cap
-//! librdkafka at one produce request in flight.
+//! Every client runs with its default settings. librdkafka (confluent-kafka,
+//! kcat) pipelines many produce requests per connection and relies on the
+//! broker applying them in request order (spec: E2E-2).
 
 use std::process::Command;
 
@@ -64,7 +60,7 @@ fn confluent_kafka_roundtrip() {
         &b,
         "rt-confluent",
         &keyed_records(N),
-        &["--max-in-flight", "1"],
+        &[],
     );
     assert_eq!(acked.len(), N);
     assert_partitioned(&acked, |k| librdkafka_partition(k, PARTITIONS));
@@ -118,8 +114,7 @@ fn kcat_roundtrip() {
         Command::new(&kcat)
             .args(["-b", &b.bootstrap(), "-P", "-t", topic, "-K", "|"])
             .args(["-H", "origin=kcat", "-H", "run=e2e-1"])
-            .args(["-X", "acks=all", "-X", "linger.ms=5"])
-            .args(["-X", "max.in.flight.requests.per.connection=1"]),
+            .args(["-X", "acks=all", "-X", "linger.ms=5"]),
         Some(input.into_bytes()),
         CLIENT_LIMIT,
         &b,
@@ -177,20 +172,4 @@ fn kcat_roundtrip() {
     for (w, g) in want.iter().zip(&got) {
         assert_eq!(w, g, "kcat record differs\nbroker log:\n{}", b.log_tail());
     }
-}
-
-/// librdkafka's default pipelining: every acknowledged record must still
-/// sit in send order within its partition (spec: E2E-2). Fails today:
-/// `runtime/src/server.rs` spawns one task per request, so two pipelined
-/// Produce requests for one partition can be appended in either order.
-#[test]
-#[ignore = "broker bug: pipelined Produce requests of one connection are appended out of order; \
-            run with `cargo test -p tests --test clients_roundtrip -- --ignored` (docs/testing.md)"]
-fn librdkafka_pipelined_produce_keeps_order() {
-    let Some(py) = python() else { return };
-    let b = broker();
-    let acked = py_produce(&py, "confluent.py", &b, "rt-pipe", &keyed_records(N), &[]);
-    assert_eq!(acked.len(), N);
-    let got = py_consume(&py, "confluent.py", &b, "rt-pipe", PARTITIONS, N, &[]);
-    assert_same(&b, &acked, &got);
 }

@@ -67,9 +67,9 @@ fn roundtrip(driver: &str, codec: &str, extra: &[&str]) {
     );
 }
 
-/// librdkafka, one request in flight (see clients_roundtrip.rs).
+/// librdkafka with its default settings.
 fn librdkafka(codec: &str) {
-    roundtrip("confluent.py", codec, &["--max-in-flight", "1"]);
+    roundtrip("confluent.py", codec, &[]);
 }
 
 #[test]

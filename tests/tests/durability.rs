@@ -189,8 +189,7 @@ fn kill_9_mid_produce_keeps_acknowledged_records() {
             .arg(&input)
             .arg("--progress")
             .arg(&progress)
-            .args(["--rate", "3000", "--timeout", "3", "--allow-errors"])
-            .args(["--max-in-flight", "1"]),
+            .args(["--rate", "3000", "--timeout", "3", "--allow-errors"]),
         &b.scratch(""),
     );
     wait_progress(&progress, (N / 3) as u64, Duration::from_secs(60));

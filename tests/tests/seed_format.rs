@@ -139,14 +139,7 @@ fn kafka_python_0_10_1_reads_librdkafka_v2_batches() {
     let Some(py) = python() else { return };
     let b = Broker::start(&["num.partitions=3"]);
     let topic = "seed-v2";
-    let acked = py_produce(
-        &py,
-        "confluent.py",
-        &b,
-        topic,
-        &plain_records(),
-        &["--max-in-flight", "1"],
-    );
+    let acked = py_produce(&py, "confluent.py", &b, topic, &plain_records(), &[]);
     assert_eq!(acked.len(), N);
     for p in 0..3 {
         for seg in b.segment_files(topic, p) {
