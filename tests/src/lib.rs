@@ -104,7 +104,6 @@ pub struct Broker {
     port: u16,
     dir: TempDir,
     overrides: Vec<String>,
-    starts: u32,
 }
 
 impl Broker {
@@ -119,7 +118,6 @@ impl Broker {
                 .tempdir()
                 .expect("creating the broker temp dir"),
             overrides: overrides.iter().map(|s| s.to_string()).collect(),
-            starts: 0,
         };
         let mut last_err = String::new();
         // A free port can be taken between probing and binding: retry.
@@ -187,7 +185,6 @@ impl Broker {
             .spawn()
             .map_err(|e| format!("spawning {}: {e}", gregor_bin().display()))?;
         self.child = Some(child);
-        self.starts += 1;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if accepts(self.addr()) {
@@ -453,6 +450,9 @@ pub fn py_client(python: &Path, script: &str) -> Command {
 // Records exchanged with the client drivers
 // ---------------------------------------------------------------------------
 
+/// Key, value and headers of a record.
+pub type Payload = (Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Vec<u8>)>);
+
 /// One record as the drivers exchange them (see `tests/clients/common.py`):
 /// a tab-separated line `partition offset timestamp key value headers`,
 /// with key and value in hex (`-` for null) and headers as
@@ -482,7 +482,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(format!("odd hex length: {s:?}"));
     }
     (0..s.len())
@@ -566,7 +566,7 @@ impl Rec {
 
     /// The record with partition, offset and timestamp cleared, for
     /// comparing payloads.
-    pub fn payload(&self) -> (Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Vec<u8>)>) {
+    pub fn payload(&self) -> Payload {
         (self.key.clone(), self.value.clone(), self.headers.clone())
     }
 }
