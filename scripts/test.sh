@@ -32,7 +32,7 @@ CLIENT_PINS=(confluent-kafka==2.16.* kafka-python==3.0.12 aiokafka==0.14.*
 if ! "$VENV/bin/python" -c 'import confluent_kafka, kafka, aiokafka, snappy, lz4, zstandard' >/dev/null 2>&1; then
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${CLIENT_PINS[@]}"
 fi
-"$VENV/bin/python" -c 'import confluent_kafka, kafka, aiokafka; print("confluent-kafka", confluent_kafka.version()[0], "librdkafka", confluent_kafka.libversion()[0]); print("kafka-python", kafka.__version__); print("aiokafka", aiokafka.__version__)'
+"$VENV/bin/python" -c 'import confluent_kafka, kafka, aiokafka; print("confluent-kafka", confluent_kafka.__version__, "librdkafka", confluent_kafka.libversion()[0]); print("kafka-python", kafka.__version__); print("aiokafka", aiokafka.__version__)'
 export GREGOR_PYTHON="$VENV/bin/python"
 
 log "unit, property, model and end-to-end tests (cargo test --workspace)"
