@@ -63,11 +63,38 @@ pub fn supported(api_key: i16) -> Option<&'static ApiSpec> {
     SUPPORTED_APIS.iter().find(|s| s.key as i16 == api_key)
 }
 
+/// One piece of a response sent in parts.
+#[derive(Debug)]
+pub enum Part {
+    /// Bytes in memory.
+    Bytes(Bytes),
+    /// A byte range of a segment file, sent with `sendfile(2)` (zero copy).
+    File(crate::storage::segment::FileRange),
+}
+
+impl Part {
+    /// Bytes this part puts on the wire.
+    pub fn len(&self) -> usize {
+        match self {
+            Part::Bytes(b) => b.len(),
+            Part::File(r) => r.len as usize,
+        }
+    }
+
+    /// Whether the part is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// What the connection does with one request.
 #[derive(Debug)]
 pub enum Outcome {
     /// Send this complete response frame.
     Respond(BytesMut),
+    /// Send this complete response frame, made of parts (size prefix and
+    /// header included in the first).
+    RespondParts(Vec<Part>),
     /// Send nothing (Produce with acks=0).
     Silent,
     /// Close the connection: the request was malformed or unsupported.
@@ -130,7 +157,15 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
                 Err(e) => return Outcome::Close(format!("produce task failed: {e}")),
             }
         }
-        ApiKey::Fetch => apis::fetch::handle(broker, &header, reader).await,
+        ApiKey::Fetch => {
+            return match apis::fetch::handle(broker, &header, reader).await {
+                Ok(body) => Outcome::RespondParts(parts_frame(&header, spec.key, body)),
+                Err(e) => Outcome::Close(format!(
+                    "Fetch v{} (correlation id {}): {e}",
+                    header.api_version, header.correlation_id
+                )),
+            };
+        }
         ApiKey::ListOffsets => apis::list_offsets::handle(broker, &header, reader),
         ApiKey::InitProducerId => apis::init_producer_id::handle(broker, &header, reader),
         ApiKey::ApiVersions => apis::api_versions::handle(broker, &header, reader),
@@ -149,6 +184,17 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
             spec.key, header.api_version, header.correlation_id
         )),
     }
+}
+
+/// Puts the size prefix and response header in front of a body made of parts.
+pub fn parts_frame(header: &RequestHeader, key: ApiKey, mut body: Vec<Part>) -> Vec<Part> {
+    let header_version = key.response_header_version(header.api_version);
+    let mut head = BytesMut::with_capacity(9);
+    let start = frame::begin_response(&mut head, header.correlation_id, header_version);
+    let total: usize = head.len() - frame::LENGTH_BYTES + body.iter().map(Part::len).sum::<usize>();
+    head[start..start + frame::LENGTH_BYTES].copy_from_slice(&(total as i32).to_be_bytes());
+    body.insert(0, Part::Bytes(head.freeze()));
+    body
 }
 
 /// Wraps an encoded body in a size prefix and the response header the API

@@ -357,7 +357,8 @@ impl LogManager {
         self.high_watermarks.get(tp).copied()
     }
 
-    /// Retention for every log (spec: STO-50); returns deleted segments.
+    /// Retention for every log (spec: STO-50, STO-79); returns deleted
+    /// segments.
     pub fn cleanup_logs(&mut self, now_ms: i64) -> Result<usize, StorageError> {
         let mut n = 0;
         for m in self.logs.values_mut() {

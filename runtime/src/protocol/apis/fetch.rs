@@ -1,27 +1,28 @@
-//! Fetch (key 1), v0–v12, with long polling (spec: PRO-72 … PRO-75).
+//! Fetch (key 1), v0–v12, with long polling (spec: PRO-72 … PRO-75, PRO-77).
 //!
 //! A fetch that finds fewer than `min_bytes` waits until an append wakes it
-//! or `max_wait_ms` passes — it sleeps on a watch channel, never polls.
-//! v0–v3 are coded by hand and get v0/v1 messages (v2 batches are
-//! converted down); v12 (flexible) never returns v0/v1 messages: legacy
+//! or `max_wait_ms` passes — it sleeps on a notification, never polls.
+//! v0–v3 get v0/v1 messages (v2 batches are converted down); v12 (flexible) never returns v0/v1 messages: legacy
 //! entries are converted up (librdkafka ≥ 2.5 misreads them there).
+//!
+//! Responses are encoded here for every version so that record bytes that
+//! need no conversion go out as file ranges with `sendfile(2)`, never
+//! copied through user space (spec: PRO-77).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use gregor_core::ids::TopicPartition;
-use kafka_protocol::messages::FetchResponse;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 
 use super::super::error::ErrorCode;
 use super::super::header::RequestHeader;
-use super::super::wire::{Reader, legacy};
-use super::super::{HandlerError, encode_body};
-use super::topic_name;
+use super::super::wire::Reader;
+use super::super::{HandlerError, Part};
 use crate::broker::Broker;
 use crate::storage::error::StorageError;
 use crate::storage::record::{self, DEFAULT_MAX_DECOMPRESSED_BYTES};
+use crate::storage::segment::FileRange;
 
 /// Longest wait honoured, whatever the client asks: bounds how long a
 /// connection's pipeline can be held by one fetch.
@@ -38,7 +39,23 @@ struct PartitionOut {
     error: ErrorCode,
     high_watermark: i64,
     log_start_offset: i64,
-    records: Bytes,
+    records: Records,
+}
+
+/// A partition's records in a response: converted bytes, or a file range
+/// to send as it is.
+enum Records {
+    Bytes(Bytes),
+    File(FileRange),
+}
+
+impl Records {
+    fn len(&self) -> usize {
+        match self {
+            Records::Bytes(b) => b.len(),
+            Records::File(r) => r.len as usize,
+        }
+    }
 }
 
 /// Answers a Fetch request, waiting for data as the request allows.
@@ -46,7 +63,7 @@ pub async fn handle(
     broker: &Arc<Broker>,
     header: &RequestHeader,
     mut r: Reader,
-) -> Result<Option<BytesMut>, HandlerError> {
+) -> Result<Vec<Part>, HandlerError> {
     let v = header.api_version;
     let _replica_id = r.i32("replica_id")?;
     let max_wait_ms = r.i32("max_wait_ms")?;
@@ -134,34 +151,7 @@ pub async fn handle(
             }
         }
     };
-    if v < 4 {
-        return Ok(Some(encode_legacy(v, &result)));
-    }
-    let resp = FetchResponse::default().with_responses(
-        result
-            .into_iter()
-            .map(|(name, parts)| {
-                FetchableTopicResponse::default()
-                    .with_topic(topic_name(name))
-                    .with_partitions(
-                        parts
-                            .into_iter()
-                            .map(|p| {
-                                PartitionData::default()
-                                    .with_partition_index(p.partition)
-                                    .with_error_code(p.error.code())
-                                    .with_high_watermark(p.high_watermark)
-                                    .with_last_stable_offset(p.high_watermark)
-                                    .with_log_start_offset(p.log_start_offset)
-                                    .with_aborted_transactions(None)
-                                    .with_records(Some(p.records))
-                            })
-                            .collect(),
-                    )
-            })
-            .collect(),
-    );
-    encode_body(&resp, v).map(Some)
+    Ok(encode(v, result))
 }
 
 type FetchResult = Vec<(String, Vec<PartitionOut>)>;
@@ -195,27 +185,28 @@ fn read_all(
                     error: ErrorCode::UnknownTopicOrPartition,
                     high_watermark: -1,
                     log_start_offset: -1,
-                    records: Bytes::new(),
+                    records: Records::Bytes(Bytes::new()),
                 });
                 continue;
             };
             let high_watermark = reader.log_end();
             let log_start_offset = reader.log_start();
             let mut error = ErrorCode::None;
-            let mut records = Bytes::new();
+            let mut records = Records::Bytes(Bytes::new());
             // KIP-74: both limits apply, but the first partition with data
             // returns at least one whole batch (the storage read always
             // yields one), so a consumer always makes progress.
             let limit = (p.partition_max_bytes.max(0) as i64).min(remaining.max(0));
             if total == 0 || limit > 0 {
                 match reader.read(p.fetch_offset, limit as usize) {
+                    Ok(Some(range)) if !needs_conversion(v, &range) => {
+                        records = Records::File(range);
+                    }
                     Ok(Some(range)) => {
-                        // One read straight into the buffer that becomes the
-                        // response's records: no further copy.
                         let mut buf = Vec::with_capacity(range.len as usize);
                         match range.read_into(&mut buf) {
                             Ok(()) => match convert_for_version(v, buf) {
-                                Ok(bytes) => records = bytes,
+                                Ok(bytes) => records = Records::Bytes(bytes),
                                 Err(e) => {
                                     tracing::error!(partition = %tp, error = %e, "fetch conversion failed");
                                     error = ErrorCode::UnknownServerError;
@@ -253,6 +244,44 @@ fn read_all(
     (out, total, any_error)
 }
 
+/// The magic bytes a Fetch version may carry (spec: PRO-74).
+fn allowed_magics(v: i16) -> std::ops::RangeInclusive<u8> {
+    match v {
+        0 | 1 => 0..=0,
+        2 | 3 => 0..=1,
+        12.. => 2..=2,
+        _ => 0..=2,
+    }
+}
+
+/// Whether a file range holds an entry this version may not carry; reads
+/// only the 17-byte entry headers.
+fn needs_conversion(v: i16, range: &FileRange) -> bool {
+    use std::os::unix::fs::FileExt;
+    let allowed = allowed_magics(v);
+    if allowed == (0..=2) {
+        return false;
+    }
+    let mut head = [0u8; 17];
+    let mut pos = 0u64;
+    while pos + 17 <= range.len {
+        if range
+            .file
+            .read_exact_at(&mut head, range.position + pos)
+            .is_err()
+        {
+            // Let the copying path report the read error.
+            return true;
+        }
+        if !allowed.contains(&head[16]) {
+            return true;
+        }
+        let size = i32::from_be_bytes([head[8], head[9], head[10], head[11]]);
+        pos += 12 + size.max(0) as u64;
+    }
+    false
+}
+
 /// Whether any entry in `buf` has a magic byte outside `range`.
 fn has_magic_outside(buf: &[u8], range: std::ops::RangeInclusive<u8>) -> bool {
     let mut pos = 0;
@@ -285,23 +314,89 @@ fn convert_for_version(v: i16, buf: Vec<u8>) -> Result<Bytes, record::RecordErro
     Ok(Bytes::from(out))
 }
 
-/// Fetch responses v0–v3, which the `kafka-protocol` crate no longer has.
-fn encode_legacy(v: i16, result: &FetchResult) -> BytesMut {
+/// Encodes a Fetch response body of version `v` (v0–v12), leaving record
+/// file ranges as their own parts.
+fn encode(v: i16, result: FetchResult) -> Vec<Part> {
+    let flexible = v >= 12;
+    let mut parts = Vec::new();
     let mut out = BytesMut::new();
+    let put_len = |out: &mut BytesMut, n: usize| {
+        if flexible {
+            put_uvarint(out, n as u32 + 1);
+        } else {
+            out.put_i32(n as i32);
+        }
+    };
     if v >= 1 {
         out.put_i32(0); // throttle_time_ms
     }
-    legacy::put_len(&mut out, result.len());
-    for (name, parts) in result {
-        legacy::put_str(&mut out, name);
-        legacy::put_len(&mut out, parts.len());
-        for p in parts {
+    if v >= 7 {
+        out.put_i16(ErrorCode::None.code());
+        out.put_i32(0); // session_id: no fetch sessions
+    }
+    put_len(&mut out, result.len());
+    for (name, partitions) in result {
+        let name = &name.as_bytes()[..name.len().min(i16::MAX as usize)];
+        if flexible {
+            put_uvarint(&mut out, name.len() as u32 + 1);
+        } else {
+            out.put_i16(name.len() as i16);
+        }
+        out.put_slice(name);
+        put_len(&mut out, partitions.len());
+        for p in partitions {
             out.put_i32(p.partition);
             out.put_i16(p.error.code());
             out.put_i64(p.high_watermark);
-            out.put_i32(p.records.len() as i32);
-            out.extend_from_slice(&p.records);
+            if v >= 4 {
+                out.put_i64(p.high_watermark); // last_stable_offset
+            }
+            if v >= 5 {
+                out.put_i64(p.log_start_offset);
+            }
+            if v >= 4 {
+                // aborted_transactions: null (no transactions)
+                if flexible {
+                    put_uvarint(&mut out, 0);
+                } else {
+                    out.put_i32(-1);
+                }
+            }
+            if v >= 11 {
+                out.put_i32(-1); // preferred_read_replica
+            }
+            let len = p.records.len();
+            if flexible {
+                put_uvarint(&mut out, len as u32 + 1);
+            } else {
+                out.put_i32(len as i32);
+            }
+            match p.records {
+                Records::Bytes(b) => out.put_slice(&b),
+                Records::File(range) => {
+                    parts.push(Part::Bytes(std::mem::take(&mut out).freeze()));
+                    parts.push(Part::File(range));
+                }
+            }
+            if flexible {
+                out.put_u8(0); // partition tagged fields
+            }
+        }
+        if flexible {
+            out.put_u8(0); // topic tagged fields
         }
     }
-    out
+    if flexible {
+        out.put_u8(0); // response tagged fields
+    }
+    parts.push(Part::Bytes(out.freeze()));
+    parts
+}
+
+fn put_uvarint(out: &mut BytesMut, mut n: u32) {
+    while n >= 0x80 {
+        out.put_u8((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.put_u8(n as u8);
 }
