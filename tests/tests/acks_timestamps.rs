@@ -149,12 +149,10 @@ fn seek_by_timestamp_lands_on_the_right_offset() {
     }
 }
 
-/// Kafka answers a timestamp lookup with the first *record* at or after
-/// the target, looking inside the batch; Gregor answers with the batch's
-/// base offset, so a consumer seeking into a large batch lands early.
+/// A timestamp lookup answers with the first *record* at or after the
+/// target, looking inside the batch as Kafka does, so a consumer seeking
+/// into a large batch lands exactly on the record (spec: STO-47).
 #[test]
-#[ignore = "broker bug: ListOffsets by timestamp returns the batch base offset, not the record's; \
-            run with `cargo test -p tests --test acks_timestamps -- --ignored` (docs/testing.md)"]
 fn seek_by_timestamp_inside_a_batch() {
     let Some(py) = python() else { return };
     let b = Broker::start(&["num.partitions=1"]);
