@@ -51,6 +51,10 @@ impl Drop for Broker {
 }
 
 fn perf(args: &[&str]) -> serde_json::Value {
+    perf_with_stderr(args).0
+}
+
+fn perf_with_stderr(args: &[&str]) -> (serde_json::Value, String) {
     let out = Command::new(GREGOR)
         .arg("perf")
         .args(args)
@@ -64,7 +68,10 @@ fn perf(args: &[&str]) -> serde_json::Value {
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "one JSON line on stdout, got {stdout:?}");
-    serde_json::from_str(lines[0]).unwrap()
+    (
+        serde_json::from_str(lines[0]).unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn f(v: &serde_json::Value, k: &str) -> f64 {
@@ -127,14 +134,14 @@ fn produce_then_consume_reports_and_reads_every_acknowledged_record() {
 
     // Keyed, compressed, throttled and acks=1 into the same topic.
     let started = Instant::now();
-    let q = perf(&[
+    let (q, stderr) = perf_with_stderr(&[
         "produce",
         "-b",
         &addr,
         "--topic",
         "bench",
         "--num-records",
-        "400",
+        "2400",
         "--keys",
         "--compression",
         "lz4",
@@ -142,16 +149,21 @@ fn produce_then_consume_reports_and_reads_every_acknowledged_record() {
         "1",
         "--throughput",
         "2000",
+        "--progress",
         "--json",
     ]);
-    assert_eq!(f(&q, "records"), 400.0);
+    assert_eq!(f(&q, "records"), 2400.0);
     assert!(
-        started.elapsed() >= Duration::from_millis(150),
-        "--throughput 2000 paces 400 records over ~200 ms"
+        started.elapsed() >= Duration::from_millis(1100),
+        "--throughput 2000 paces 2400 records over ~1.2 s"
+    );
+    assert!(
+        stderr.contains("records/sec") && stderr.contains("ms avg latency"),
+        "a progress line each second with --progress: {stderr:?}"
     );
 
     let c = perf(&["consume", "-b", &addr, "--topic", "bench", "--json"]);
-    assert_eq!(f(&c, "records"), 3400.0, "exactly what was produced: {c}");
+    assert_eq!(f(&c, "records"), 5400.0, "exactly what was produced: {c}");
     assert!(f(&c, "bytes") > 150_000.0);
     assert!(f(&c, "fetches") >= 1.0);
     assert!(f(&c, "first_record_ms") > 0.0);
@@ -171,7 +183,7 @@ fn produce_then_consume_reports_and_reads_every_acknowledged_record() {
         "--json",
     ]);
     assert!(
-        f(&one, "records") >= 1.0 && f(&one, "records") < 3400.0,
+        f(&one, "records") >= 1.0 && f(&one, "records") < 5400.0,
         "{one}"
     );
 }
