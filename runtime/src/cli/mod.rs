@@ -5,6 +5,7 @@
 //! `127.0.0.1:9092`, data under `./data`). `gregor topics`, `gregor produce`
 //! and `gregor consume` drive a broker through the native client.
 
+pub mod perf;
 pub mod tools;
 
 use std::path::PathBuf;
@@ -58,6 +59,10 @@ pub enum Command {
         #[command(flatten)]
         args: tools::ConsumeArgs,
     },
+    /// Load generators: produce or consume as fast as allowed and report
+    /// throughput and latency.
+    #[command(subcommand)]
+    Perf(perf::PerfCmd),
 }
 
 /// Arguments of `gregor broker`.
@@ -98,6 +103,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             bootstrap_server,
             args,
         } => client_runtime()?.block_on(tools::consume(&bootstrap_server, args)),
+        Command::Perf(cmd) => client_runtime()?.block_on(perf::run(cmd)),
     }
 }
 

@@ -20,6 +20,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// Largest response frame the client accepts.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
@@ -89,7 +90,8 @@ pub struct Client {
     client_id: StrBytes,
 }
 
-fn name(s: &str) -> TopicName {
+/// A topic name as the protocol carries it.
+pub fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_owned()))
 }
 
@@ -152,32 +154,23 @@ impl Client {
         frame.extend_from_slice(&(body.len() as i32).to_be_bytes());
         frame.extend_from_slice(&body);
         self.stream.write_all(&frame).await?;
+        read_response::<R, _>(&mut self.stream, version, self.correlation_id).await
+    }
 
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).await?;
-        let len = i32::from_be_bytes(len);
-        if len < 4 || len as usize > MAX_RESPONSE_BYTES {
-            return Err(ClientError::Protocol(format!(
-                "response frame of {len} bytes"
-            )));
-        }
-        let mut buf = vec![0u8; len as usize];
-        self.stream.read_exact(&mut buf).await?;
-        let mut buf = Bytes::from(buf);
-        let key = ApiKey::try_from(R::KEY).map_err(|_| ClientError::Protocol("api key".into()))?;
-        let rh = ResponseHeader::decode(&mut buf, key.response_header_version(version))
-            .map_err(proto)?;
-        if rh.correlation_id != self.correlation_id {
-            return Err(ClientError::Protocol(format!(
-                "correlation id {} answered {}",
-                self.correlation_id, rh.correlation_id
-            )));
-        }
-        let resp = R::Response::decode(&mut buf, version).map_err(proto)?;
-        if buf.has_remaining() {
-            return Err(ClientError::Protocol("trailing bytes in response".into()));
-        }
-        Ok(resp)
+    /// Splits the connection into a produce sender and a response receiver
+    /// so that several Produce requests can be in flight at once; the broker
+    /// answers them in order (spec: PRD-4).
+    pub fn into_pipeline(self) -> (ProduceSender, ProduceReceiver) {
+        let (read, write) = self.stream.into_split();
+        (
+            ProduceSender {
+                write,
+                correlation_id: self.correlation_id,
+                client_id: self.client_id,
+                frame: BytesMut::new(),
+            },
+            ProduceReceiver { read },
+        )
     }
 
     /// Metadata for `topics` (all topics when `None`), never auto-creating.
@@ -320,6 +313,53 @@ impl Client {
         Ok(Some(p.base_offset))
     }
 
+    /// Fetches from several partitions of `topic` in one request, each from
+    /// its own offset; partition errors are returned, not raised.
+    pub async fn fetch_partitions(
+        &mut self,
+        topic: &str,
+        positions: &[(i32, i64)],
+        max_wait_ms: i32,
+        max_bytes: i32,
+        partition_max_bytes: i32,
+    ) -> Result<Vec<FetchedPartition>, ClientError> {
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(1)
+            .with_max_bytes(max_bytes)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(name(topic))
+                    .with_partitions(
+                        positions
+                            .iter()
+                            .map(|&(p, offset)| {
+                                FetchPartition::default()
+                                    .with_partition(p)
+                                    .with_fetch_offset(offset)
+                                    .with_partition_max_bytes(partition_max_bytes)
+                            })
+                            .collect(),
+                    ),
+            ]);
+        let resp = self.call(FETCH_V, &req).await?;
+        if resp.error_code != 0 {
+            return Err(kafka_error(format!("fetch {topic}"), resp.error_code, None));
+        }
+        Ok(resp
+            .responses
+            .into_iter()
+            .flat_map(|t| t.partitions)
+            .map(|p| FetchedPartition {
+                partition: p.partition_index,
+                error_code: p.error_code,
+                high_watermark: p.high_watermark,
+                records: p.records.unwrap_or_default(),
+            })
+            .collect())
+    }
+
     /// Fetches from one partition; returns (high watermark, record bytes).
     pub async fn fetch(
         &mut self,
@@ -393,5 +433,141 @@ impl Client {
             ));
         }
         Ok(p.offset)
+    }
+}
+
+/// Reads one response frame for `correlation_id` and decodes it as `R`'s
+/// response.
+async fn read_response<R: Request, S: AsyncReadExt + Unpin>(
+    stream: &mut S,
+    version: i16,
+    correlation_id: i32,
+) -> Result<R::Response, ClientError> {
+    let proto = |e: anyhow::Error| ClientError::Protocol(e.to_string());
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await?;
+    let len = i32::from_be_bytes(len);
+    if len < 4 || len as usize > MAX_RESPONSE_BYTES {
+        return Err(ClientError::Protocol(format!(
+            "response frame of {len} bytes"
+        )));
+    }
+    let mut buf = vec![0u8; len as usize];
+    stream.read_exact(&mut buf).await?;
+    let mut buf = Bytes::from(buf);
+    let key = ApiKey::try_from(R::KEY).map_err(|_| ClientError::Protocol("api key".into()))?;
+    let rh =
+        ResponseHeader::decode(&mut buf, key.response_header_version(version)).map_err(proto)?;
+    if rh.correlation_id != correlation_id {
+        return Err(ClientError::Protocol(format!(
+            "correlation id {correlation_id} answered {}",
+            rh.correlation_id
+        )));
+    }
+    let resp = R::Response::decode(&mut buf, version).map_err(proto)?;
+    if buf.has_remaining() {
+        return Err(ClientError::Protocol("trailing bytes in response".into()));
+    }
+    Ok(resp)
+}
+
+/// One partition of a multi-partition fetch.
+#[derive(Debug, Clone)]
+pub struct FetchedPartition {
+    /// The partition.
+    pub partition: i32,
+    /// Kafka error code (0: none).
+    pub error_code: i16,
+    /// The partition's high watermark.
+    pub high_watermark: i64,
+    /// Record batches as stored.
+    pub records: Bytes,
+}
+
+/// The write half of a pipelined producer connection
+/// ([`Client::into_pipeline`]).
+#[derive(Debug)]
+pub struct ProduceSender {
+    write: OwnedWriteHalf,
+    correlation_id: i32,
+    client_id: StrBytes,
+    frame: BytesMut,
+}
+
+impl ProduceSender {
+    /// Writes one Produce request carrying `batches` (partition, record
+    /// set) of `topic` without waiting for its response; returns the
+    /// correlation id to hand to [`ProduceReceiver::recv`]. With acks=0 the
+    /// broker sends no response.
+    pub async fn send(
+        &mut self,
+        topic: &TopicName,
+        batches: Vec<(i32, Bytes)>,
+        acks: i16,
+    ) -> Result<i32, ClientError> {
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let req = ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(topic.clone())
+                    .with_partition_data(
+                        batches
+                            .into_iter()
+                            .map(|(p, records)| {
+                                PartitionProduceData::default()
+                                    .with_index(p)
+                                    .with_records(Some(records))
+                            })
+                            .collect(),
+                    ),
+            ]);
+        let header = RequestHeader::default()
+            .with_request_api_key(ProduceRequest::KEY)
+            .with_request_api_version(PRODUCE_V)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(self.client_id.clone()));
+        let proto = |e: anyhow::Error| ClientError::Protocol(e.to_string());
+        self.frame.clear();
+        self.frame.extend_from_slice(&[0; 4]);
+        header
+            .encode(&mut self.frame, ProduceRequest::header_version(PRODUCE_V))
+            .map_err(proto)?;
+        req.encode(&mut self.frame, PRODUCE_V).map_err(proto)?;
+        let len = (self.frame.len() - 4) as i32;
+        self.frame[..4].copy_from_slice(&len.to_be_bytes());
+        self.write.write_all(&self.frame).await?;
+        Ok(self.correlation_id)
+    }
+}
+
+/// The read half of a pipelined producer connection.
+#[derive(Debug)]
+pub struct ProduceReceiver {
+    read: OwnedReadHalf,
+}
+
+impl ProduceReceiver {
+    /// Reads the response to the request sent as `correlation_id` (the
+    /// oldest one outstanding); returns each partition's base offset, or
+    /// the first partition error.
+    pub async fn recv(&mut self, correlation_id: i32) -> Result<Vec<(i32, i64)>, ClientError> {
+        let resp =
+            read_response::<ProduceRequest, _>(&mut self.read, PRODUCE_V, correlation_id).await?;
+        let mut out = Vec::new();
+        for t in &resp.responses {
+            for p in &t.partition_responses {
+                if p.error_code != 0 {
+                    return Err(kafka_error(
+                        format!("produce to {}-{}", t.name.0, p.index),
+                        p.error_code,
+                        p.error_message.as_ref(),
+                    ));
+                }
+                out.push((p.index, p.base_offset));
+            }
+        }
+        Ok(out)
     }
 }
