@@ -8,6 +8,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod assignor;
+pub mod consumer_protocol;
+pub mod group;
 pub mod ids;
 pub mod log;
 pub mod partitioner;

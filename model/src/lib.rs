@@ -5,3 +5,4 @@
 #![forbid(unsafe_code)]
 
 pub use gregor_core as core_under_check;
+pub mod group;

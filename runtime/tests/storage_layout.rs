@@ -229,3 +229,26 @@ fn unclean_restart_recovers_and_periodic_tasks_run() {
     log.verify_indexes().unwrap();
     assert_eq!(read_all(log, start, 1 << 20).last().unwrap().0, 500);
 }
+
+/// STO-70: a malformed checkpoint stops the start with an error naming it.
+#[test]
+fn malformed_checkpoint_names_the_file() {
+    let a = tempfile::tempdir().unwrap();
+    let dirs = vec![a.path().to_path_buf()];
+    LogManager::open(&dirs, 0, LogConfig::default(), NOW)
+        .unwrap()
+        .shutdown(NOW)
+        .unwrap();
+    fs::write(
+        a.path().join("log-start-offset-checkpoint"),
+        "0\n1\ndemo zero 5\n",
+    )
+    .unwrap();
+    let err = LogManager::open(&dirs, 0, LogConfig::default(), NOW)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("log-start-offset-checkpoint") && err.contains("line 3"),
+        "{err}"
+    );
+}

@@ -164,7 +164,10 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             Op::RetainBytes(limit) => {
                 let mut c = config();
                 c.retention_bytes = Some(limit);
-                let keep = log.take().unwrap();
+                let mut keep = log.take().unwrap();
+                // First drop segments wholly below the start (no size limit
+                // yet), so that what follows is size retention alone.
+                keep.delete_old_segments(NOW).unwrap();
                 keep.close(NOW).unwrap();
                 let mut l2 = Log::open(
                     dir,

@@ -186,6 +186,8 @@ impl Log {
         let index_max = config.index_size_max_bytes as usize;
         let mut segments: Vec<Arc<Segment>> = Vec::new();
         let mut next_offset = None::<i64>;
+        // Which of `segments` were re-validated (and must be fsynced).
+        let mut recovered: Vec<bool> = Vec::new();
         // Largest leader epoch seen by the re-validation, across segments.
         let mut latest_epoch = -1;
         let mut last_len = 0u64;
@@ -205,7 +207,8 @@ impl Log {
             let seg = Segment::open(dir, base, None, None, false)?;
             // spec: STO-56, STO-61 — re-validate from the recovery point;
             // a missing index is rebuilt.
-            let needs_recovery = indexes_missing || next_base.is_none_or(|nb| nb > rp);
+            let needs_recovery =
+                indexes_missing || (!opts.clean_shutdown && next_base.is_none_or(|nb| nb > rp));
             let outcome = if needs_recovery {
                 recover_segment(
                     &seg,
@@ -219,6 +222,7 @@ impl Log {
                 load_segment(&seg, &config, next_base, dir, index_max)?
             };
             let (seg, end, len, stop) = outcome;
+            recovered.push(needs_recovery);
             next_offset = Some(end);
             last_len = len;
             segments.push(Arc::new(seg));
@@ -244,10 +248,8 @@ impl Log {
         let active_seg = Arc::new(segments[last].resized(Some(index_max))?);
         segments[last] = Arc::clone(&active_seg);
         // Everything recovered is flushed now: the recovery point is the end.
-        if !opts.clean_shutdown {
-            for s in &segments {
-                s.flush()?;
-            }
+        for (s, _) in segments.iter().zip(&recovered).filter(|(_, r)| **r) {
+            s.flush()?;
         }
         let mut meta = LogMeta::recovered(Offset(start), Offset(leo), Offset(leo), epochs);
         meta.flushed_to(Offset(leo));
@@ -342,19 +344,21 @@ impl Log {
         )
     }
 
-    fn swap_segments(
+    /// Changes the segment list under the write lock: `f` edits a copy,
+    /// which replaces the list only if `f` succeeds (spec: STO-45).
+    fn swap_segments<T>(
         &self,
-        f: impl FnOnce(&mut Vec<Arc<Segment>>) -> Result<(), StorageError>,
-    ) -> Result<(), StorageError> {
+        f: impl FnOnce(&mut Vec<Arc<Segment>>) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
         let mut guard = self
             .shared
             .segments
             .write()
             .unwrap_or_else(|e| e.into_inner());
         let mut list: Vec<Arc<Segment>> = guard.as_ref().clone();
-        f(&mut list)?;
+        let out = f(&mut list)?;
         *guard = Arc::new(list);
-        Ok(())
+        Ok(out)
     }
 
     /// Appends `entries` — one or more log entries whose offsets are already
@@ -552,11 +556,8 @@ impl Log {
         }
         let index_max = self.config.index_size_max_bytes as usize;
         let mut deleted = Vec::new();
-        let mut new_active = None;
-        let mut new_end = offset;
-        let mut cut = 0;
         let active_size = self.active.size;
-        self.swap_segments(|list| {
+        let (new_active, new_end, cut) = self.swap_segments(|list| {
             while list.len() > 1 && list[list.len() - 1].base_offset() > offset {
                 deleted.extend(list.pop());
             }
@@ -585,24 +586,19 @@ impl Log {
                 pos += h.size as u64;
                 end_of_seg = h.next_offset();
             }
-            cut = pos;
-            new_end = end_of_seg;
+            let (cut, new_end) = (pos, end_of_seg);
             seg.set_file_len(cut)?;
             seg.index().truncate_to(new_end);
             seg.time_index().truncate_to(new_end);
             let seg = Arc::new(seg.resized(Some(index_max))?);
             list[last] = Arc::clone(&seg);
-            new_active = Some(seg);
             self.shared.end.publish(new_end as u64, cut);
-            Ok(())
+            Ok((seg, new_end, cut))
         })?;
         for s in &deleted {
             s.delete_files()?;
         }
         let created = self.active.created_ms;
-        let Some(new_active) = new_active else {
-            unreachable!("the swap closure sets the new active segment or fails")
-        };
         let mut active = Active::new(new_active, created);
         restore_active(&mut active, cut)?;
         self.active = active;
@@ -630,28 +626,23 @@ impl Log {
         let index_max = self.config.index_size_max_bytes as usize;
         let mut old = Vec::new();
         // Remove files first so a segment at `offset` is created fresh.
-        let new_seg = {
-            let mut slot = None;
-            self.swap_segments(|list| {
-                old = std::mem::take(list);
-                for s in &old {
-                    s.delete_files()?;
-                }
-                let seg = Arc::new(Segment::open(
-                    &dir,
-                    offset,
-                    Some(index_max),
-                    Some((0, 0)),
-                    true,
-                )?);
-                list.push(Arc::clone(&seg));
-                self.shared.start.publish(offset as u64);
-                self.shared.end.publish(offset as u64, 0);
-                slot = Some(seg);
-                Ok(())
-            })?;
-            slot.expect("set by the swap")
-        };
+        let new_seg = self.swap_segments(|list| {
+            old = std::mem::take(list);
+            for s in &old {
+                s.delete_files()?;
+            }
+            let seg = Arc::new(Segment::open(
+                &dir,
+                offset,
+                Some(index_max),
+                Some((0, 0)),
+                true,
+            )?);
+            list.push(Arc::clone(&seg));
+            self.shared.start.publish(offset as u64);
+            self.shared.end.publish(offset as u64, 0);
+            Ok(seg)
+        })?;
         self.active = Active::new(new_seg, now_ms);
         self.meta.truncate_fully_and_start_at(Offset(offset));
         self.unflushed = 0;
@@ -1103,7 +1094,7 @@ fn load_segment(
     let file_len = seg.file_len()?;
     let odd_size = |p: &Path, n: usize| {
         fs::metadata(p)
-            .map(|m| m.len() as usize % n != 0)
+            .map(|m| !(m.len() as usize).is_multiple_of(n))
             .unwrap_or(true)
     };
     let mut problem = None;
@@ -1162,20 +1153,21 @@ fn load_segment(
     Ok((loaded, expected, valid, false))
 }
 
-/// Rebuilds the writer state of an active segment of `size` bytes from its
-/// indexes and a scan of its tail.
+/// Rebuilds the writer state of an active segment of `size` bytes: the
+/// largest timestamp so far and its entry come from a walk over every entry
+/// header (one small read per entry, no checksums), because the time index
+/// may hold only a prefix of its entries (a truncation, or a file cut after
+/// a clean stop) and new time entries must carry the true maximum
+/// (spec: STO-33, STO-61).
 fn restore_active(active: &mut Active, size: u64) -> Result<(), StorageError> {
     let seg = Arc::clone(&active.seg);
     active.size = size;
-    let (from_pos, mut max_ts, mut off_max) = match seg.index().len() {
-        0 => (0, -1, -1),
-        n => {
-            let (_, p) = seg.index().entry(n - 1);
-            let (t, o) = seg.time_index().last().unwrap_or((-1, -1));
-            (u64::from(p), t, o)
-        }
+    let from_pos = match seg.index().len() {
+        0 => 0,
+        n => u64::from(seg.index().entry(n - 1).1),
     };
-    let mut pos = from_pos;
+    let (mut max_ts, mut off_max) = (-1, -1);
+    let mut pos = 0;
     while pos < size {
         let Some(h) = seg.peek(pos, size)? else { break };
         if h.max_timestamp > max_ts {

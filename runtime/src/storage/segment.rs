@@ -170,7 +170,6 @@ impl Segment {
     /// The same segment with its indexes resized to `index_bytes` (trimmed
     /// to their entries when `None`), sharing the open log file.
     pub fn resized(&self, index_bytes: Option<usize>) -> Result<Self, StorageError> {
-        let dir = self.log_path.parent().unwrap_or(Path::new("."));
         let entries = (self.index.len(), self.time_index.len());
         let (ib, tb) = match index_bytes {
             Some(b) => (b, b),
@@ -180,7 +179,6 @@ impl Segment {
         let tpath = self.time_index.path().to_path_buf();
         let index = OffsetIndex::open(&ipath, self.base_offset, ib, entries.0)?;
         let time_index = TimeIndex::open(&tpath, self.base_offset, tb, entries.1)?;
-        let _ = dir;
         Ok(Self {
             base_offset: self.base_offset,
             log_path: self.log_path.clone(),
