@@ -431,7 +431,9 @@ impl Coordinator {
     }
 }
 
-/// A group worth forgetting: nothing to remember and nobody waiting.
+/// A group worth forgetting: nothing to remember, nobody waiting and no
+/// timer running (a member id handed out with MEMBER_ID_REQUIRED keeps a
+/// deadline until it is claimed or lapses).
 fn slot_is_idle(slot: &Slot) -> bool {
     let g = &slot.group;
     slot.waiters.is_empty()
@@ -439,7 +441,8 @@ fn slot_is_idle(slot: &Slot) -> bool {
         && (g.state() == gregor_core::group::GroupState::Dead
             || (g.state() == gregor_core::group::GroupState::Empty
                 && g.members().is_empty()
-                && g.offsets().is_empty()))
+                && g.offsets().is_empty()
+                && g.next_deadline().is_none()))
 }
 
 /// Reads one offsets partition from its start, appending each group's

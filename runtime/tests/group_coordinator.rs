@@ -1,0 +1,342 @@
+//! The runtime group coordinator over TCP: FindCoordinator, a two-member
+//! rebalance through JoinGroup/SyncGroup/Heartbeat, offset commits and
+//! fetches, offsets surviving a broker restart, and the admin APIs
+//! (spec: GRP-70..GRP-77).
+
+mod protocol_support;
+
+use bytes::Bytes;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::{
+    ApiVersionsRequest, DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest,
+    GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use protocol_support::{Conn, TestBroker};
+
+const NO_DELAY: &[(&str, &str)] = &[("group.initial.rebalance.delay.ms", "0")];
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_owned())
+}
+
+fn gid(v: &str) -> GroupId {
+    GroupId(s(v))
+}
+
+fn join_request(group: &str, member: &str) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(gid(group))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_member_id(s(member))
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(Bytes::from_static(b"sub")),
+        ])
+}
+
+/// Joins at v5: the first attempt gets MEMBER_ID_REQUIRED and an id, the
+/// second is held until the rebalance completes.
+async fn join(conn: &mut Conn, group: &str, member: &str) -> JoinGroupResponse {
+    let resp = conn.call(5, 1, &join_request(group, member)).await;
+    if member.is_empty() {
+        // spec: GRP-11 — a first join from v4 must come back with an id.
+        assert_eq!(resp.error_code, 79, "MEMBER_ID_REQUIRED");
+        assert!(!resp.member_id.is_empty());
+        let id = resp.member_id.to_string();
+        return conn.call(5, 2, &join_request(group, &id)).await;
+    }
+    resp
+}
+
+async fn sync(
+    conn: &mut Conn,
+    group: &str,
+    generation: i32,
+    member: &str,
+    plan: &[(&str, &'static [u8])],
+) -> (i16, Bytes) {
+    let req = SyncGroupRequest::default()
+        .with_group_id(gid(group))
+        .with_generation_id(generation)
+        .with_member_id(s(member))
+        .with_assignments(
+            plan.iter()
+                .map(|(m, a)| {
+                    SyncGroupRequestAssignment::default()
+                        .with_member_id(s(m))
+                        .with_assignment(Bytes::from_static(a))
+                })
+                .collect(),
+        );
+    let resp = conn.call(3, 3, &req).await;
+    (resp.error_code, resp.assignment)
+}
+
+async fn heartbeat(conn: &mut Conn, group: &str, generation: i32, member: &str) -> i16 {
+    let req = HeartbeatRequest::default()
+        .with_group_id(gid(group))
+        .with_generation_id(generation)
+        .with_member_id(s(member));
+    conn.call(3, 4, &req).await.error_code
+}
+
+async fn commit(
+    conn: &mut Conn,
+    group: &str,
+    generation: i32,
+    member: &str,
+    offsets: &[(i32, i64)],
+) -> Vec<i16> {
+    let req = OffsetCommitRequest::default()
+        .with_group_id(gid(group))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(s(member))
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partitions(
+                    offsets
+                        .iter()
+                        .map(|&(p, o)| {
+                            OffsetCommitRequestPartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(o)
+                                .with_committed_metadata(Some(s("m")))
+                        })
+                        .collect(),
+                ),
+        ]);
+    let resp = conn.call(7, 5, &req).await;
+    resp.topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+        .collect()
+}
+
+/// Committed offsets of topic `t` partitions 0..3 through OffsetFetch v5.
+async fn fetch(conn: &mut Conn, group: &str) -> Vec<i64> {
+    let req = OffsetFetchRequest::default()
+        .with_group_id(gid(group))
+        .with_topics(Some(vec![
+            OffsetFetchRequestTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partition_indexes(vec![0, 1, 2]),
+        ]));
+    let resp = conn.call(5, 6, &req).await;
+    assert_eq!(resp.error_code, 0);
+    resp.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.committed_offset)
+        .collect()
+}
+
+#[tokio::test]
+async fn find_coordinator_names_this_broker_in_every_version() {
+    // spec: GRP-71, GRP-76
+    let broker = TestBroker::start(&[]).await;
+    let mut c = broker.connect().await;
+    let versions = c.call(3, 1, &ApiVersionsRequest::default()).await;
+    for key in [8i16, 9, 10, 11, 12, 13, 14, 15, 16, 42] {
+        let row = versions
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == key)
+            .unwrap_or_else(|| panic!("api {key} advertised"));
+        assert_eq!(row.min_version, 0, "api {key} starts at version 0");
+    }
+    for v in 0..=3 {
+        let req = FindCoordinatorRequest::default().with_key(s("g1"));
+        let resp = c.call(v, 10 + i32::from(v), &req).await;
+        assert_eq!(resp.error_code, 0, "v{v}");
+        assert_eq!(resp.node_id.0, 0);
+        assert_eq!(resp.port, i32::from(broker.addr.port()));
+    }
+    let req = FindCoordinatorRequest::default().with_coordinator_keys(vec![s("a"), s("b")]);
+    let resp = c.call(4, 20, &req).await;
+    assert_eq!(resp.coordinators.len(), 2);
+    assert!(
+        resp.coordinators
+            .iter()
+            .all(|k| k.error_code == 0 && k.port == i32::from(broker.addr.port()))
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn two_members_rebalance_and_share_the_leaders_plan() {
+    // spec: GRP-73, GRP-75
+    let broker = TestBroker::start(NO_DELAY).await;
+    let (mut a, mut b) = (broker.connect().await, broker.connect().await);
+    let first = join(&mut a, "g", "").await;
+    assert_eq!(first.error_code, 0);
+    assert_eq!(first.generation_id, 1);
+    let a_id = first.member_id.to_string();
+    assert_eq!(first.leader.to_string(), a_id);
+    let (err, got) = sync(&mut a, "g", 1, &a_id, &[(&a_id, b"all")]).await;
+    assert_eq!((err, &got[..]), (0, &b"all"[..]));
+    assert_eq!(heartbeat(&mut a, "g", 1, &a_id).await, 0);
+
+    // B's join is held until A rejoins.
+    let b_join = tokio::spawn(async move {
+        let resp = join(&mut b, "g", "").await;
+        (b, resp)
+    });
+    let mut rebalancing = false;
+    for _ in 0..50 {
+        if heartbeat(&mut a, "g", 1, &a_id).await == 27 {
+            rebalancing = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(rebalancing, "A hears REBALANCE_IN_PROGRESS");
+    assert!(!b_join.is_finished(), "B waits for the rebalance");
+    let second = join(&mut a, "g", &a_id).await;
+    let (mut b, b_resp) = b_join.await.unwrap();
+    assert_eq!(second.error_code, 0);
+    assert_eq!(b_resp.error_code, 0);
+    assert_eq!(second.generation_id, 2);
+    assert_eq!(b_resp.generation_id, 2);
+    assert_eq!(second.members.len(), 2, "the leader sees both members");
+    assert!(b_resp.members.is_empty(), "followers see no members");
+    let b_id = b_resp.member_id.to_string();
+
+    // B's sync waits for the leader's plan.
+    let b_sync = {
+        let b_id = b_id.clone();
+        tokio::spawn(async move {
+            let out = sync(&mut b, "g", 2, &b_id, &[]).await;
+            (b, out)
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let (err, got) = sync(&mut a, "g", 2, &a_id, &[(&a_id, b"p0"), (&b_id, b"p1")]).await;
+    assert_eq!((err, &got[..]), (0, &b"p0"[..]));
+    let (mut b, (err, got)) = b_sync.await.unwrap();
+    assert_eq!((err, &got[..]), (0, &b"p1"[..]));
+    assert_eq!(heartbeat(&mut a, "g", 2, &a_id).await, 0);
+    assert_eq!(heartbeat(&mut b, "g", 2, &b_id).await, 0);
+    assert_eq!(
+        heartbeat(&mut b, "g", 1, &b_id).await,
+        22,
+        "ILLEGAL_GENERATION"
+    );
+
+    // A member commit is fenced by generation.
+    assert_eq!(commit(&mut a, "g", 2, &a_id, &[(0, 5)]).await, vec![0]);
+    assert_eq!(commit(&mut a, "g", 1, &a_id, &[(0, 9)]).await, vec![22]);
+    assert_eq!(fetch(&mut b, "g").await, vec![5, -1, -1]);
+
+    // Describe and list show the stable group; delete refuses it.
+    let desc = b
+        .call(
+            5,
+            30,
+            &DescribeGroupsRequest::default().with_groups(vec![gid("g"), gid("nope")]),
+        )
+        .await;
+    assert_eq!(desc.groups[0].group_state.as_str(), "Stable");
+    assert_eq!(desc.groups[0].members.len(), 2);
+    assert_eq!(desc.groups[1].group_state.as_str(), "Dead");
+    let list = b.call(4, 31, &ListGroupsRequest::default()).await;
+    assert_eq!(list.groups.len(), 1);
+    assert_eq!(list.groups[0].group_state.as_str(), "Stable");
+    let del = b
+        .call(
+            2,
+            32,
+            &DeleteGroupsRequest::default().with_groups_names(vec![gid("g"), gid("nope")]),
+        )
+        .await;
+    assert_eq!(del.results[0].error_code, 68, "NON_EMPTY_GROUP");
+    assert_eq!(del.results[1].error_code, 69, "GROUP_ID_NOT_FOUND");
+
+    // Both leave; the group is empty and can be deleted with its offsets.
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(gid("g"))
+        .with_members(vec![
+            MemberIdentity::default().with_member_id(s(&a_id)),
+            MemberIdentity::default().with_member_id(s(&b_id)),
+        ]);
+    let left = b.call(3, 33, &leave).await;
+    assert_eq!(left.error_code, 0);
+    assert!(left.members.iter().all(|m| m.error_code == 0));
+    let del = b
+        .call(
+            2,
+            34,
+            &DeleteGroupsRequest::default().with_groups_names(vec![gid("g")]),
+        )
+        .await;
+    assert_eq!(del.results[0].error_code, 0);
+    assert_eq!(fetch(&mut b, "g").await, vec![-1, -1, -1]);
+    let list = b.call(4, 35, &ListGroupsRequest::default()).await;
+    assert!(list.groups.is_empty());
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn committed_offsets_survive_a_broker_restart() {
+    // spec: GRP-44, GRP-72, GRP-74
+    let broker = TestBroker::start(NO_DELAY).await;
+    let mut c = broker.connect().await;
+    // A simple commit: no generation, no member (assign-only consumers).
+    assert_eq!(
+        commit(&mut c, "simple", -1, "", &[(0, 10), (2, 30)]).await,
+        vec![0, 0]
+    );
+    assert_eq!(commit(&mut c, "simple", -1, "", &[(0, 11)]).await, vec![0]);
+    assert_eq!(commit(&mut c, "other", -1, "", &[(1, 7)]).await, vec![0]);
+    assert_eq!(fetch(&mut c, "simple").await, vec![11, -1, 30]);
+    drop(c);
+    let dir = broker.stop().await;
+
+    let broker = TestBroker::start_in(dir, NO_DELAY).await;
+    let mut c = broker.connect().await;
+    assert_eq!(fetch(&mut c, "simple").await, vec![11, -1, 30]);
+    assert_eq!(fetch(&mut c, "other").await, vec![-1, 7, -1]);
+    // v8: several groups at once, and "every partition" (null topics).
+    let req = OffsetFetchRequest::default().with_groups(vec![
+        OffsetFetchRequestGroup::default()
+            .with_group_id(gid("simple"))
+            .with_topics(None),
+        OffsetFetchRequestGroup::default()
+            .with_group_id(gid("other"))
+            .with_topics(Some(vec![
+                OffsetFetchRequestTopics::default()
+                    .with_name(TopicName(s("t")))
+                    .with_partition_indexes(vec![1]),
+            ])),
+    ]);
+    let resp = c.call(8, 40, &req).await;
+    let simple: Vec<(i32, i64)> = resp.groups[0].topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.committed_offset))
+        .collect();
+    assert_eq!(simple, vec![(0, 11), (2, 30)]);
+    assert_eq!(resp.groups[1].topics[0].partitions[0].committed_offset, 7);
+    let list = c.call(2, 41, &ListGroupsRequest::default()).await;
+    let mut names: Vec<String> = list
+        .groups
+        .iter()
+        .map(|g| g.group_id.0.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["other", "simple"]);
+    broker.stop().await;
+}
