@@ -1,7 +1,7 @@
 //! The runtime group coordinator over TCP: FindCoordinator, a two-member
 //! rebalance through JoinGroup/SyncGroup/Heartbeat, offset commits and
 //! fetches, offsets surviving a broker restart, and the admin APIs
-//! (spec: GRP-70..GRP-77).
+//! (spec: GRP-100..GRP-107).
 
 mod protocol_support;
 
@@ -146,7 +146,7 @@ async fn fetch(conn: &mut Conn, group: &str) -> Vec<i64> {
 
 #[tokio::test]
 async fn find_coordinator_names_this_broker_in_every_version() {
-    // spec: GRP-71, GRP-76
+    // spec: GRP-101, GRP-106
     let broker = TestBroker::start(&[]).await;
     let mut c = broker.connect().await;
     let versions = c.call(3, 1, &ApiVersionsRequest::default()).await;
@@ -178,7 +178,7 @@ async fn find_coordinator_names_this_broker_in_every_version() {
 
 #[tokio::test]
 async fn two_members_rebalance_and_share_the_leaders_plan() {
-    // spec: GRP-73, GRP-75
+    // spec: GRP-103, GRP-105
     let broker = TestBroker::start(NO_DELAY).await;
     let (mut a, mut b) = (broker.connect().await, broker.connect().await);
     let first = join(&mut a, "g", "").await;
@@ -291,7 +291,7 @@ async fn two_members_rebalance_and_share_the_leaders_plan() {
 
 #[tokio::test]
 async fn committed_offsets_survive_a_broker_restart() {
-    // spec: GRP-44, GRP-72, GRP-74
+    // spec: GRP-44, GRP-102, GRP-104
     let broker = TestBroker::start(NO_DELAY).await;
     let mut c = broker.connect().await;
     // A simple commit: no generation, no member (assign-only consumers).

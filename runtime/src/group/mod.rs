@@ -2,7 +2,7 @@
 //! per consumer group, holds delayed JoinGroup/SyncGroup/OffsetCommit
 //! answers until the core releases them, runs the groups' timers, and
 //! persists group records to `__consumer_offsets` (spec: `spec/groups.md`,
-//! "Runtime coordinator", GRP-70..GRP-79).
+//! "Runtime coordinator", GRP-100..GRP-109).
 //!
 //! In the single-node mode this broker leads every `__consumer_offsets`
 //! partition, so it is the coordinator of every group.
@@ -38,7 +38,7 @@ pub const TIMER_TICK: Duration = Duration::from_millis(100);
 const REPLAY_READ_BYTES: usize = 1 << 20;
 
 /// The key of a group record in `__consumer_offsets`, versioned by variant
-/// (spec: GRP-72).
+/// (spec: GRP-102).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RecordKey {
     /// Version 0: a committed offset of one partition.
@@ -65,7 +65,7 @@ impl RecordKey {
     }
 }
 
-/// The value of a group record, versioned by variant (spec: GRP-72).
+/// The value of a group record, versioned by variant (spec: GRP-102).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RecordValue {
     /// Version 0: the core's record as is.
@@ -118,7 +118,7 @@ pub struct Coordinator {
     next_request: AtomicU64,
 }
 
-/// The group settings from the broker configuration (spec: GRP-70).
+/// The group settings from the broker configuration (spec: GRP-100).
 #[must_use]
 pub fn group_config(cfg: &BrokerConfig) -> GroupConfig {
     let defaults = GroupConfig::default();
@@ -151,7 +151,7 @@ pub fn group_config(cfg: &BrokerConfig) -> GroupConfig {
 
 impl Coordinator {
     /// Opens the coordinator: if `__consumer_offsets` exists, replays every
-    /// partition of it to rebuild the groups (spec: GRP-74).
+    /// partition of it to rebuild the groups (spec: GRP-104).
     ///
     /// # Errors
     /// A storage error while reading the offsets partitions.
@@ -216,14 +216,14 @@ impl Coordinator {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The `__consumer_offsets` partition of `group_id` (spec: GRP-71).
+    /// The `__consumer_offsets` partition of `group_id` (spec: GRP-101).
     #[must_use]
     pub fn partition_for(&self, group_id: &str) -> i32 {
         coordinator_partition(group_id, self.num_partitions)
     }
 
     /// Creates `__consumer_offsets` on first use, as Kafka does on the first
-    /// FindCoordinator (spec: GRP-71).
+    /// FindCoordinator (spec: GRP-101).
     ///
     /// # Errors
     /// The topic could not be created.
@@ -256,7 +256,7 @@ impl Coordinator {
 
     /// Hands `body` to the group `group_id` (creating it if needed) and
     /// returns a receiver for its answer, which may come much later
-    /// (spec: GRP-73).
+    /// (spec: GRP-103).
     ///
     /// # Errors
     /// `__consumer_offsets` could not be created.
@@ -326,7 +326,7 @@ impl Coordinator {
     }
 
     /// Lets time pass for every group whose deadline has come
-    /// (spec: GRP-75).
+    /// (spec: GRP-105).
     pub fn tick(&self, broker: &Broker) {
         let now = Millis::new(now_ms());
         let mut st = self.lock();
@@ -374,7 +374,7 @@ impl Coordinator {
     }
 
     /// Appends `records` as one v2 batch to the group's offsets partition;
-    /// the caller answers only after this returns (spec: GRP-72, GRP-73).
+    /// the caller answers only after this returns (spec: GRP-102, GRP-103).
     fn persist(
         &self,
         broker: &Broker,
@@ -431,7 +431,7 @@ impl Coordinator {
     }
 }
 
-/// A group worth forgetting: nothing to remember, nobody waiting and no
+/// spec: GRP-108 — a group worth forgetting: nothing to remember, nobody waiting and no
 /// timer running (a member id handed out with MEMBER_ID_REQUIRED keeps a
 /// deadline until it is claimed or lapses).
 fn slot_is_idle(slot: &Slot) -> bool {
@@ -446,7 +446,7 @@ fn slot_is_idle(slot: &Slot) -> bool {
 }
 
 /// Reads one offsets partition from its start, appending each group's
-/// records in log order (spec: GRP-74). Undecodable records are skipped
+/// records in log order (spec: GRP-104). Undecodable records are skipped
 /// with a warning.
 fn replay_partition(
     partitions: &Partitions,
@@ -506,7 +506,7 @@ fn replay_partition(
     Ok(())
 }
 
-/// Runs every group's timers until the broker stops (spec: GRP-75).
+/// Runs every group's timers until the broker stops (spec: GRP-105).
 pub async fn run_timers(
     broker: std::sync::Arc<Broker>,
     mut stop: tokio::sync::watch::Receiver<bool>,

@@ -50,7 +50,7 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
     api(ApiKey::Fetch, 0, 12, 12),
     api(ApiKey::ListOffsets, 0, 7, 6),
     api(ApiKey::Metadata, 0, 12, 9),
-    // spec: GRP-76 — group APIs from version 0 (compat.md).
+    // spec: GRP-106 — group APIs from version 0 (compat.md).
     api(ApiKey::OffsetCommit, 0, 8, 8),
     api(ApiKey::OffsetFetch, 0, 8, 6),
     api(ApiKey::FindCoordinator, 0, 4, 3),

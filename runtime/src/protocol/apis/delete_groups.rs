@@ -1,6 +1,6 @@
 //! DeleteGroups (key 42), v0–v2: removes empty groups and their committed
 //! offsets (tombstones in `__consumer_offsets`); groups with members answer
-//! NON_EMPTY_GROUP, unknown ones GROUP_ID_NOT_FOUND (spec: GRP-45, GRP-77).
+//! NON_EMPTY_GROUP, unknown ones GROUP_ID_NOT_FOUND (spec: GRP-45, GRP-107).
 
 use std::sync::Arc;
 

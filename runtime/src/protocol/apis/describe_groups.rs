@@ -1,5 +1,5 @@
 //! DescribeGroups (key 15), v0–v5: state, protocol and members of each
-//! named group; an unknown group is described as Dead (spec: GRP-77).
+//! named group; an unknown group is described as Dead (spec: GRP-107).
 
 use std::sync::Arc;
 

@@ -1,5 +1,5 @@
 //! FindCoordinator (key 10), v0–v4: this broker coordinates every group
-//! in the single-node mode; v4 answers a batch of keys (spec: GRP-71).
+//! in the single-node mode; v4 answers a batch of keys (spec: GRP-101).
 
 use bytes::BytesMut;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -47,7 +47,7 @@ pub fn handle(
     r.tagged_fields()?;
     r.finish()?;
 
-    // spec: GRP-71 — the offsets topic exists before anyone is told where
+    // spec: GRP-101 — the offsets topic exists before anyone is told where
     // to send group requests.
     let error = match key_type {
         KEY_TYPE_GROUP => match broker.groups.ensure_offsets_topic(broker) {

@@ -7,7 +7,7 @@ use super::super::HandlerError;
 use crate::broker::Broker;
 
 /// Submits `request` to `group_id`'s coordinator state and waits for the
-/// answer (spec: GRP-73). A request the coordinator cannot take (no offsets
+/// answer (spec: GRP-103). A request the coordinator cannot take (no offsets
 /// topic) or drops closes the connection: clients reconnect and look the
 /// coordinator up again.
 pub(crate) async fn call(

@@ -1,6 +1,6 @@
 //! JoinGroup (key 11), v0–v7: held until the rebalance completes, then
 //! answered with the generation, the leader and (to the leader) every
-//! member's metadata (spec: GRP-73, GRP-10..GRP-17).
+//! member's metadata (spec: GRP-103, GRP-10..GRP-17).
 
 use std::sync::Arc;
 

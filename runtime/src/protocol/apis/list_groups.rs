@@ -1,5 +1,5 @@
 //! ListGroups (key 16), v0–v4: every group this broker coordinates, with
-//! its state from v4 and an optional state filter (spec: GRP-77).
+//! its state from v4 and an optional state filter (spec: GRP-107).
 
 use bytes::BytesMut;
 use kafka_protocol::messages::list_groups_response::ListedGroup;

@@ -1,7 +1,7 @@
 //! OffsetCommit (key 8), v0–v8: fenced by generation and member, simple
 //! commits (generation -1, no member) accepted, answered only once the
 //! offsets are appended to `__consumer_offsets` (spec: GRP-40..GRP-42,
-//! GRP-73).
+//! GRP-103).
 
 use std::sync::Arc;
 
@@ -102,6 +102,6 @@ pub async fn handle(
         }
     }
     let resp = OffsetCommitResponse::default().with_topics(topics);
-    // Versions 0 and 1 of the response are laid out exactly as version 2.
+    // spec: GRP-109 — versions 0 and 1 of the response are laid out exactly as version 2.
     encode_body(&resp, v.max(2)).map(Some)
 }

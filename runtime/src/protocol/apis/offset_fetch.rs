@@ -161,6 +161,6 @@ pub async fn handle(
     if v >= 2 {
         resp = resp.with_error_code(out.error.code());
     }
-    // Version 0 of the response is laid out exactly as version 1.
+    // spec: GRP-109 — version 0 of the response is laid out exactly as version 1.
     encode_body(&resp, v.max(1)).map(Some)
 }

@@ -1,6 +1,6 @@
 //! SyncGroup (key 14), v0–v5: the leader hands in the plan, every member
 //! gets its assignment once the plan is persisted (spec: GRP-20..GRP-24,
-//! GRP-73).
+//! GRP-103).
 
 use std::sync::Arc;
 
