@@ -6,8 +6,10 @@
 mod protocol_support;
 
 use bytes::Bytes;
+use gregor_core::partitioner::coordinator_partition;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
@@ -20,10 +22,16 @@ use kafka_protocol::messages::{
     GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
     ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
+use kafka_protocol::messages::{BrokerId, ListOffsetsRequest};
 use kafka_protocol::protocol::StrBytes;
 use protocol_support::{Conn, TestBroker};
 
-const NO_DELAY: &[(&str, &str)] = &[("group.initial.rebalance.delay.ms", "0")];
+/// Few offsets partitions keep the tests fast (creating and flushing 50
+/// logs costs seconds on a loaded machine); no initial rebalance delay.
+const NO_DELAY: &[(&str, &str)] = &[
+    ("group.initial.rebalance.delay.ms", "0"),
+    ("offsets.topic.num.partitions", "4"),
+];
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_owned())
@@ -144,10 +152,29 @@ async fn fetch(conn: &mut Conn, group: &str) -> Vec<i64> {
         .collect()
 }
 
+/// The log end offset of one `__consumer_offsets` partition.
+async fn offsets_log_end(conn: &mut Conn, partition: i32) -> i64 {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(TopicName(s("__consumer_offsets")))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(partition)
+                        .with_timestamp(-1),
+                ]),
+        ]);
+    let resp = conn.call(1, 50, &req).await;
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    p.offset
+}
+
 #[tokio::test]
 async fn find_coordinator_names_this_broker_in_every_version() {
     // spec: GRP-101, GRP-106
-    let broker = TestBroker::start(&[]).await;
+    let broker = TestBroker::start(&[("offsets.topic.num.partitions", "4")]).await;
     let mut c = broker.connect().await;
     let versions = c.call(3, 1, &ApiVersionsRequest::default()).await;
     for key in [8i16, 9, 10, 11, 12, 13, 14, 15, 16, 42] {
@@ -302,6 +329,10 @@ async fn committed_offsets_survive_a_broker_restart() {
     assert_eq!(commit(&mut c, "simple", -1, "", &[(0, 11)]).await, vec![0]);
     assert_eq!(commit(&mut c, "other", -1, "", &[(1, 7)]).await, vec![0]);
     assert_eq!(fetch(&mut c, "simple").await, vec![11, -1, 30]);
+    // spec: GRP-101, GRP-102 — three commits of "simple", one batch each,
+    // in its own offsets partition.
+    let home = coordinator_partition("simple", 4);
+    assert_eq!(offsets_log_end(&mut c, home).await, 3);
     drop(c);
     let dir = broker.stop().await;
 
@@ -338,5 +369,42 @@ async fn committed_offsets_survive_a_broker_restart() {
         .collect();
     names.sort();
     assert_eq!(names, vec!["other", "simple"]);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_member_expires_on_the_timer() {
+    // spec: GRP-105, GRP-108
+    let broker = TestBroker::start(&[
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("group.min.session.timeout.ms", "100"),
+        ("offsets.topic.num.partitions", "4"),
+    ])
+    .await;
+    let mut c = broker.connect().await;
+    let req = join_request("quiet", "").with_session_timeout_ms(400);
+    let first = c.call(3, 1, &req).await;
+    assert_eq!(first.error_code, 0, "v3 joins without MEMBER_ID_REQUIRED");
+    let id = first.member_id.to_string();
+    let (err, _) = sync(&mut c, "quiet", 1, &id, &[(&id, b"x")]).await;
+    assert_eq!(err, 0);
+    assert_eq!(commit(&mut c, "quiet", 1, &id, &[(1, 3)]).await, vec![0]);
+    let list = c.call(4, 2, &ListGroupsRequest::default()).await;
+    assert_eq!(list.groups[0].group_state.as_str(), "Stable");
+    // No heartbeats for longer than the session: the timer removes it.
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    assert_eq!(
+        heartbeat(&mut c, "quiet", 1, &id).await,
+        25,
+        "UNKNOWN_MEMBER_ID"
+    );
+    let list = c.call(4, 3, &ListGroupsRequest::default()).await;
+    assert_eq!(list.groups.len(), 1, "kept for its offsets");
+    assert_eq!(list.groups[0].group_state.as_str(), "Empty");
+    assert_eq!(fetch(&mut c, "quiet").await, vec![-1, 3, -1]);
+    // A group that never held anything is not remembered.
+    assert_eq!(heartbeat(&mut c, "ghost", 1, "m").await, 25);
+    let list = c.call(4, 4, &ListGroupsRequest::default()).await;
+    assert_eq!(list.groups.len(), 1);
     broker.stop().await;
 }
