@@ -1,9 +1,8 @@
-//! Fetch (key 1), v0–v12, with long polling (spec: PRO-72 … PRO-75).
+//! Fetch (key 1), v0–v12, with long polling (spec: PRO-72 … PRO-75, PRO-77).
 //!
 //! A fetch that finds fewer than `min_bytes` waits until an append wakes it
-//! or `max_wait_ms` passes — it sleeps on a watch channel, never polls.
-//! v0–v3 are coded by hand and get v0/v1 messages (v2 batches are
-//! converted down); v12 (flexible) never returns v0/v1 messages: legacy
+//! or `max_wait_ms` passes — it sleeps on a notification, never polls.
+//! v0–v3 get v0/v1 messages (v2 batches are converted down); v12 (flexible) never returns v0/v1 messages: legacy
 //! entries are converted up (librdkafka ≥ 2.5 misreads them there).
 //!
 //! Responses are encoded here for every version so that record bytes that
