@@ -408,3 +408,42 @@ async fn a_silent_member_expires_on_the_timer() {
     assert_eq!(list.groups.len(), 1);
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn foreign_records_in_the_offsets_topic_do_not_stop_a_restart() {
+    // spec: GRP-104 — undecodable records are skipped on replay.
+    use gregor_runtime::storage::record::{BatchBuilder, Codec};
+    use kafka_protocol::messages::ProduceRequest;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+
+    let broker = TestBroker::start(NO_DELAY).await;
+    let mut c = broker.connect().await;
+    assert_eq!(commit(&mut c, "keep", -1, "", &[(0, 42)]).await, vec![0]);
+    let home = coordinator_partition("keep", 4);
+    let mut junk = BatchBuilder::new(2, Codec::None, 0).unwrap();
+    junk.append(0, Some(b"not a key"), Some(b"not a value"), &[])
+        .unwrap();
+    junk.append(0, None, None, &[]).unwrap();
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(s("__consumer_offsets")))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(home)
+                        .with_records(Some(Bytes::from(junk.build().unwrap()))),
+                ]),
+        ]);
+    let resp = c.call(7, 60, &req).await;
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+    assert_eq!(commit(&mut c, "keep", -1, "", &[(1, 43)]).await, vec![0]);
+    drop(c);
+    let dir = broker.stop().await;
+
+    let broker = TestBroker::start_in(dir, NO_DELAY).await;
+    let mut c = broker.connect().await;
+    assert_eq!(fetch(&mut c, "keep").await, vec![42, 43, -1]);
+    broker.stop().await;
+}
