@@ -185,7 +185,7 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
         ApiKey::DeleteTopics => apis::delete_topics::handle(broker, &header, reader),
         ApiKey::CreatePartitions => apis::create_partitions::handle(broker, &header, reader),
         ApiKey::DescribeConfigs => apis::describe_configs::handle(broker, &header, reader),
-        ApiKey::FindCoordinator => apis::find_coordinator::handle(broker, &header, reader),
+        ApiKey::FindCoordinator => apis::find_coordinator::handle(broker, &header, reader).await,
         ApiKey::JoinGroup => apis::join_group::handle(broker, &header, reader).await,
         ApiKey::SyncGroup => apis::sync_group::handle(broker, &header, reader).await,
         ApiKey::Heartbeat => apis::heartbeat::handle(broker, &header, reader).await,

@@ -1,6 +1,8 @@
 //! FindCoordinator (key 10), v0–v4: this broker coordinates every group
 //! in the single-node mode; v4 answers a batch of keys (spec: GRP-101).
 
+use std::sync::Arc;
+
 use bytes::BytesMut;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorResponse};
@@ -21,8 +23,8 @@ const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 const INVALID_REQUEST: i16 = 42;
 
 /// Answers a FindCoordinator request.
-pub fn handle(
-    broker: &Broker,
+pub async fn handle(
+    broker: &Arc<Broker>,
     header: &RequestHeader,
     mut r: Reader,
 ) -> Result<Option<BytesMut>, HandlerError> {
@@ -50,7 +52,8 @@ pub fn handle(
     // spec: GRP-101 — the offsets topic exists before anyone is told where
     // to send group requests.
     let error = match key_type {
-        KEY_TYPE_GROUP => match broker.groups.ensure_offsets_topic(broker) {
+        // Creating the topic writes one log per partition: blocking pool.
+        KEY_TYPE_GROUP => match ensure_offsets_topic(broker).await {
             Ok(()) => 0,
             Err(e) => {
                 tracing::warn!(error = %e, "no group coordinator");
@@ -101,4 +104,13 @@ pub fn handle(
         }
     };
     encode_body(&resp, v).map(Some)
+}
+
+/// Creates `__consumer_offsets` if needed, off the async workers.
+async fn ensure_offsets_topic(broker: &Arc<Broker>) -> Result<(), String> {
+    let b = broker.clone();
+    match tokio::task::spawn_blocking(move || b.groups.ensure_offsets_topic(&b)).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
 }

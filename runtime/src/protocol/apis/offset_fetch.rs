@@ -49,7 +49,7 @@ fn read_topics(r: &mut Reader, v: i16) -> Result<Option<Vec<TopicPartition>>, Ha
 
 /// Fetches one group's offsets.
 async fn fetch(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     group_id: &str,
     partitions: Option<Vec<TopicPartition>>,
 ) -> Result<Fetched, HandlerError> {
