@@ -447,3 +447,155 @@ async fn foreign_records_in_the_offsets_topic_do_not_stop_a_restart() {
     assert_eq!(fetch(&mut c, "keep").await, vec![42, 43, -1]);
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn oldest_and_flexible_versions_decode_and_encode() {
+    // spec: GRP-106, GRP-109
+    use bytes::{Buf, BufMut, BytesMut};
+    use protocol_support::{get_str, put_str};
+
+    let broker = TestBroker::start(NO_DELAY).await;
+    let mut c = broker.connect().await;
+    // JoinGroup v0 (no rebalance timeout, no MEMBER_ID_REQUIRED), SyncGroup
+    // v0, Heartbeat v0.
+    let joined = c.call(0, 1, &join_request("old", "")).await;
+    assert_eq!(joined.error_code, 0);
+    assert_eq!(joined.generation_id, 1);
+    assert_eq!(joined.protocol_name.as_deref(), Some("range"));
+    let id = joined.member_id.to_string();
+    let req = SyncGroupRequest::default()
+        .with_group_id(gid("old"))
+        .with_generation_id(1)
+        .with_member_id(s(&id))
+        .with_assignments(vec![
+            SyncGroupRequestAssignment::default()
+                .with_member_id(s(&id))
+                .with_assignment(Bytes::from_static(b"plan")),
+        ]);
+    let synced = c.call(0, 2, &req).await;
+    assert_eq!(
+        (synced.error_code, &synced.assignment[..]),
+        (0, &b"plan"[..])
+    );
+    let hb = HeartbeatRequest::default()
+        .with_group_id(gid("old"))
+        .with_generation_id(1)
+        .with_member_id(s(&id));
+    assert_eq!(c.call(0, 3, &hb).await.error_code, 0);
+    assert_eq!(c.call(4, 4, &hb).await.error_code, 0, "flexible v4");
+
+    // OffsetCommit v1 (member commit with a timestamp) and v0 (simple).
+    let mut body = BytesMut::new();
+    put_str(&mut body, "old");
+    body.put_i32(1);
+    put_str(&mut body, &id);
+    body.put_i32(1);
+    put_str(&mut body, "t");
+    body.put_i32(1);
+    body.put_i32(0);
+    body.put_i64(17);
+    body.put_i64(-1);
+    put_str(&mut body, "meta");
+    let mut resp = c.call_raw(8, 1, 5, &body).await;
+    assert_eq!(resp.get_i32(), 1);
+    assert_eq!(get_str(&mut resp), "t");
+    assert_eq!(resp.get_i32(), 1);
+    assert_eq!((resp.get_i32(), resp.get_i16()), (0, 0));
+    assert_eq!(resp.remaining(), 0);
+
+    let mut body = BytesMut::new();
+    put_str(&mut body, "simple0");
+    body.put_i32(1);
+    put_str(&mut body, "t");
+    body.put_i32(1);
+    body.put_i32(2);
+    body.put_i64(99);
+    body.put_i16(-1);
+    let mut resp = c.call_raw(8, 0, 6, &body).await;
+    resp.advance(4);
+    assert_eq!(get_str(&mut resp), "t");
+    resp.advance(4);
+    assert_eq!((resp.get_i32(), resp.get_i16()), (2, 0));
+
+    // OffsetFetch v0 reads both back.
+    for (group, partition, offset, meta) in [("old", 0, 17, "meta"), ("simple0", 2, 99, "")] {
+        let mut body = BytesMut::new();
+        put_str(&mut body, group);
+        body.put_i32(1);
+        put_str(&mut body, "t");
+        body.put_i32(1);
+        body.put_i32(partition);
+        let mut resp = c.call_raw(9, 0, 7, &body).await;
+        assert_eq!(resp.get_i32(), 1);
+        assert_eq!(get_str(&mut resp), "t");
+        assert_eq!(resp.get_i32(), 1);
+        assert_eq!(resp.get_i32(), partition);
+        assert_eq!(resp.get_i64(), offset, "{group}");
+        assert_eq!(get_str(&mut resp), meta);
+        assert_eq!(resp.get_i16(), 0);
+        assert_eq!(resp.remaining(), 0);
+    }
+
+    // Flexible versions: JoinGroup v7 rejoin, SyncGroup v5, OffsetCommit
+    // v8, OffsetFetch v7, LeaveGroup v4.
+    let rejoin = c.call(7, 8, &join_request("old", &id)).await;
+    assert_eq!(rejoin.error_code, 0);
+    assert_eq!(rejoin.protocol_type.as_deref(), Some("consumer"));
+    let gen2 = rejoin.generation_id;
+    let req = SyncGroupRequest::default()
+        .with_group_id(gid("old"))
+        .with_generation_id(gen2)
+        .with_member_id(s(&id))
+        .with_protocol_type(Some(s("consumer")))
+        .with_protocol_name(Some(s("range")))
+        .with_assignments(vec![
+            SyncGroupRequestAssignment::default()
+                .with_member_id(s(&id))
+                .with_assignment(Bytes::from_static(b"p2")),
+        ]);
+    let synced = c.call(5, 9, &req).await;
+    assert_eq!((synced.error_code, &synced.assignment[..]), (0, &b"p2"[..]));
+    assert_eq!(synced.protocol_name.as_deref(), Some("range"));
+    let req = OffsetCommitRequest::default()
+        .with_group_id(gid("old"))
+        .with_generation_id_or_member_epoch(gen2)
+        .with_member_id(s(&id))
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partitions(vec![
+                    OffsetCommitRequestPartition::default()
+                        .with_partition_index(1)
+                        .with_committed_offset(23)
+                        .with_committed_leader_epoch(4),
+                ]),
+        ]);
+    let committed = c.call(8, 10, &req).await;
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+    let req = OffsetFetchRequest::default()
+        .with_group_id(gid("old"))
+        .with_topics(None);
+    let fetched = c.call(7, 11, &req).await;
+    let got: Vec<(i32, i64, i32)> = fetched.topics[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            (
+                p.partition_index,
+                p.committed_offset,
+                p.committed_leader_epoch,
+            )
+        })
+        .collect();
+    assert_eq!(got, vec![(0, 17, -1), (1, 23, 4)]);
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(gid("old"))
+        .with_members(vec![MemberIdentity::default().with_member_id(s(&id))]);
+    assert_eq!(c.call(4, 12, &leave).await.error_code, 0);
+    // LeaveGroup v0 of a member that is gone.
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(gid("old"))
+        .with_member_id(s(&id));
+    assert_eq!(c.call(0, 13, &leave).await.error_code, 25);
+    broker.stop().await;
+}
