@@ -160,7 +160,11 @@ impl Coordinator {
         metadata: &EmbeddedMetadata,
         partitions: &Partitions,
     ) -> Result<Self, StorageError> {
-        let config = group_config(cfg);
+        let mut config = group_config(cfg);
+        if let Err(e) = config.validate() {
+            tracing::error!(error = %e, "invalid group settings; using Kafka's defaults");
+            config = GroupConfig::default();
+        }
         let image = metadata.image();
         let existing = image.topics.get(OFFSETS_TOPIC).map(|t| t.partitions);
         let num_partitions = existing.unwrap_or(cfg.offsets_topic_num_partitions.max(1));
@@ -522,5 +526,55 @@ pub async fn run_timers(
         if let Err(e) = tokio::task::spawn_blocking(move || b.groups.tick(&b)).await {
             tracing::error!(error = %e, "group timer task failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The payload after the codec's format byte and checksum.
+    fn payload<T: Serialize>(value: &T) -> Vec<u8> {
+        codec::encode(value).unwrap()[5..].to_vec()
+    }
+
+    #[test]
+    fn record_keys_and_values_keep_their_stored_layout() {
+        // spec: GRP-102 — data already written must stay readable: these
+        // bytes are the version-0 format on disk.
+        let offset_key = RecordKey::OffsetV0 {
+            group_id: "g".into(),
+            partition: TopicPartition::new("t", 3),
+        };
+        assert_eq!(payload(&offset_key), [0, 1, b'g', 1, b't', 6]);
+        let group_key = RecordKey::GroupV0 {
+            group_id: "g".into(),
+        };
+        assert_eq!(payload(&group_key), [1, 1, b'g']);
+        let tombstone = RecordValue::V0(GroupRecord::GroupTombstone);
+        assert_eq!(payload(&tombstone), [0, 3]);
+        let bytes = codec::encode(&offset_key).unwrap();
+        assert_eq!(codec::decode::<RecordKey>(&bytes).unwrap(), offset_key);
+        assert_eq!(offset_key.group_id(), "g");
+    }
+
+    #[test]
+    fn settings_come_from_the_broker_configuration() {
+        // spec: GRP-100
+        let cfg = BrokerConfig::from_pairs(vec![
+            ("group.min.session.timeout.ms".to_owned(), "250".to_owned()),
+            (
+                "group.initial.rebalance.delay.ms".to_owned(),
+                "0".to_owned(),
+            ),
+            ("offsets.retention.minutes".to_owned(), "2".to_owned()),
+        ])
+        .unwrap();
+        let g = group_config(&cfg);
+        assert_eq!(g.min_session_timeout_ms, 250);
+        assert_eq!(g.max_session_timeout_ms, 1_800_000);
+        assert_eq!(g.initial_rebalance_delay_ms, 0);
+        assert_eq!(g.offsets_retention_ms, 120_000);
+        assert!(g.validate().is_ok());
     }
 }
