@@ -7,6 +7,7 @@ mod protocol_support;
 
 use bytes::Bytes;
 use gregor_core::partitioner::coordinator_partition;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -22,7 +23,7 @@ use kafka_protocol::messages::{
     GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
     ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
-use kafka_protocol::messages::{BrokerId, ListOffsetsRequest};
+use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, ListOffsetsRequest};
 use kafka_protocol::protocol::StrBytes;
 use protocol_support::{Conn, TestBroker};
 
@@ -152,6 +153,20 @@ async fn fetch(conn: &mut Conn, group: &str) -> Vec<i64> {
         .collect()
 }
 
+/// Creates topic `t` with three partitions, the one the tests commit to.
+async fn create_t(conn: &mut Conn) {
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_num_partitions(3)
+                .with_replication_factor(1),
+        ])
+        .with_timeout_ms(5_000);
+    let resp = conn.call(4, 90, &req).await;
+    assert_eq!(resp.topics[0].error_code, 0);
+}
+
 /// The log end offset of one `__consumer_offsets` partition.
 async fn offsets_log_end(conn: &mut Conn, partition: i32) -> i64 {
     let req = ListOffsetsRequest::default()
@@ -208,6 +223,7 @@ async fn two_members_rebalance_and_share_the_leaders_plan() {
     // spec: GRP-103, GRP-105
     let broker = TestBroker::start(NO_DELAY).await;
     let (mut a, mut b) = (broker.connect().await, broker.connect().await);
+    create_t(&mut a).await;
     let first = join(&mut a, "g", "").await;
     assert_eq!(first.error_code, 0);
     assert_eq!(first.generation_id, 1);
@@ -321,10 +337,12 @@ async fn committed_offsets_survive_a_broker_restart() {
     // spec: GRP-44, GRP-102, GRP-104
     let broker = TestBroker::start(NO_DELAY).await;
     let mut c = broker.connect().await;
+    create_t(&mut c).await;
     // A simple commit: no generation, no member (assign-only consumers).
+    // spec: GRP-110 — a partition the broker lacks is refused on its own.
     assert_eq!(
-        commit(&mut c, "simple", -1, "", &[(0, 10), (2, 30)]).await,
-        vec![0, 0]
+        commit(&mut c, "simple", -1, "", &[(0, 10), (5, 1), (2, 30)]).await,
+        vec![0, 3, 0]
     );
     assert_eq!(commit(&mut c, "simple", -1, "", &[(0, 11)]).await, vec![0]);
     assert_eq!(commit(&mut c, "other", -1, "", &[(1, 7)]).await, vec![0]);
@@ -382,6 +400,7 @@ async fn a_silent_member_expires_on_the_timer() {
     ])
     .await;
     let mut c = broker.connect().await;
+    create_t(&mut c).await;
     let req = join_request("quiet", "").with_session_timeout_ms(400);
     let first = c.call(3, 1, &req).await;
     assert_eq!(first.error_code, 0, "v3 joins without MEMBER_ID_REQUIRED");
@@ -418,6 +437,7 @@ async fn foreign_records_in_the_offsets_topic_do_not_stop_a_restart() {
 
     let broker = TestBroker::start(NO_DELAY).await;
     let mut c = broker.connect().await;
+    create_t(&mut c).await;
     assert_eq!(commit(&mut c, "keep", -1, "", &[(0, 42)]).await, vec![0]);
     let home = coordinator_partition("keep", 4);
     let mut junk = BatchBuilder::new(2, Codec::None, 0).unwrap();
@@ -456,6 +476,7 @@ async fn oldest_and_flexible_versions_decode_and_encode() {
 
     let broker = TestBroker::start(NO_DELAY).await;
     let mut c = broker.connect().await;
+    create_t(&mut c).await;
     // JoinGroup v0 (no rebalance timeout, no MEMBER_ID_REQUIRED), SyncGroup
     // v0, Heartbeat v0.
     let joined = c.call(0, 1, &join_request("old", "")).await;

@@ -2,7 +2,7 @@
 //! per consumer group, holds delayed JoinGroup/SyncGroup/OffsetCommit
 //! answers until the core releases them, runs the groups' timers, and
 //! persists group records to `__consumer_offsets` (spec: `spec/groups.md`,
-//! "Runtime coordinator", GRP-100..GRP-109).
+//! "Runtime coordinator", GRP-100..GRP-110).
 //!
 //! In the single-node mode this broker leads every `__consumer_offsets`
 //! partition, so it is the coordinator of every group.

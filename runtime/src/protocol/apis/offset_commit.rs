@@ -20,6 +20,11 @@ use super::group_common::{call, unexpected};
 use super::topic_name;
 use crate::broker::Broker;
 
+/// UNKNOWN_TOPIC_OR_PARTITION.
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+/// UNKNOWN_SERVER_ERROR, should the group answer fewer partitions than asked.
+const UNKNOWN_SERVER_ERROR: i16 = -1;
+
 /// Answers an OffsetCommit request after the commit is persisted.
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -77,21 +82,51 @@ pub async fn handle(
     r.tagged_fields()?;
     r.finish()?;
 
-    let request = Request::OffsetCommit(OffsetCommitRequest {
-        member_id,
-        generation,
-        group_instance_id,
-        retention_ms,
-        partitions,
-    });
-    let Response::OffsetCommit(out) = call(broker, &group_id, request).await? else {
-        return Err(unexpected("OffsetCommit"));
+    // spec: GRP-110 — partitions this broker does not have are refused
+    // with UNKNOWN_TOPIC_OR_PARTITION; the rest go to the group.
+    let image = broker.metadata.image();
+    let known = |tp: &TopicPartition| {
+        image
+            .topics
+            .get(&tp.topic)
+            .is_some_and(|m| tp.partition >= 0 && tp.partition < m.partitions)
     };
+    let order: Vec<(TopicPartition, bool)> = partitions
+        .iter()
+        .map(|p| (p.partition.clone(), known(&p.partition)))
+        .collect();
+    let partitions: Vec<CommitPartition> = partitions
+        .into_iter()
+        .filter(|p| known(&p.partition))
+        .collect();
+    let mut answers = if partitions.is_empty() {
+        Vec::new()
+    } else {
+        let request = Request::OffsetCommit(OffsetCommitRequest {
+            member_id,
+            generation,
+            group_instance_id,
+            retention_ms,
+            partitions,
+        });
+        let Response::OffsetCommit(out) = call(broker, &group_id, request).await? else {
+            return Err(unexpected("OffsetCommit"));
+        };
+        out.partitions
+    }
+    .into_iter();
     let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
-    for (tp, error) in out.partitions {
+    for (tp, is_known) in order {
+        let code = if is_known {
+            answers
+                .next()
+                .map_or(UNKNOWN_SERVER_ERROR, |(_, error)| error.code())
+        } else {
+            UNKNOWN_TOPIC_OR_PARTITION
+        };
         let part = OffsetCommitResponsePartition::default()
             .with_partition_index(tp.partition)
-            .with_error_code(error.code());
+            .with_error_code(code);
         match topics.last_mut() {
             Some(t) if t.name.0.as_str() == tp.topic => t.partitions.push(part),
             _ => topics.push(
