@@ -10,7 +10,9 @@
 
 pub mod assignor;
 pub mod consumer_protocol;
+pub mod controller;
 pub mod group;
 pub mod ids;
 pub mod log;
 pub mod partitioner;
+pub mod replica;

@@ -5,4 +5,6 @@
 #![forbid(unsafe_code)]
 
 pub use gregor_core as core_under_check;
+
 pub mod group;
+pub mod replication;

@@ -204,10 +204,10 @@ fn rolls_on_full_index() {
     assert_eq!(read_all(&log, 0, 10).len(), 10);
 }
 
-/// STO-47: ListOffsets by timestamp finds the first entry whose largest
-/// timestamp reaches the target, across segments.
+/// STO-47: ListOffsets by timestamp finds the first record whose timestamp
+/// reaches the target — inside a batch, not just the batch — across segments.
 #[test]
-fn timestamp_lookup_finds_first_entry_at_or_after() {
+fn timestamp_lookup_finds_first_record_at_or_after() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open_log(dir.path(), small_config(), true, NOW);
     // Batch i holds offsets 4i..4i+3 with timestamps 1000i .. 1000i+3.
@@ -216,15 +216,18 @@ fn timestamp_lookup_finds_first_entry_at_or_after() {
             .unwrap();
     }
     assert!(log.segment_bases().len() > 3);
-    for target in [0, 1, 3, 4, 999, 1000, 17_500, 39_003] {
+    for target in [0, 1, 3, 4, 999, 1000, 17_500, 17_002, 39_003] {
         let hit = log.offset_for_timestamp(target).unwrap().unwrap();
-        let batch = if target % 1000 <= 3 {
-            target / 1000
+        let (offset, timestamp) = if target % 1000 <= 3 {
+            (target / 1000 * 4 + target % 1000, target)
         } else {
-            target / 1000 + 1
+            ((target / 1000 + 1) * 4, (target / 1000 + 1) * 1000)
         };
-        assert_eq!(hit.offset, batch * 4, "target {target}");
-        assert!(hit.timestamp >= target);
+        assert_eq!(
+            (hit.offset, hit.timestamp),
+            (offset, timestamp),
+            "target {target}"
+        );
     }
     assert_eq!(log.offset_for_timestamp(39_004).unwrap(), None);
 }

@@ -848,3 +848,254 @@ fn slow_plan_persist_does_not_trigger_a_rebalance() {
     assert_eq!(h.sync_response(sf).assignment, vec![5]);
     assert_eq!(h.sync_response(sl).error, ErrorCode::None);
 }
+
+mod random {
+    //! Random request sequences: whatever clients send, in whatever order
+    //! and timing, the coordinator never panics, answers every request
+    //! exactly once, and keeps its generation monotonic (spec: GRP-20,
+    //! GRP-25).
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Join {
+            client: usize,
+            version: i16,
+            fresh: bool,
+            instance: bool,
+            alt_protocol: bool,
+        },
+        Sync {
+            client: usize,
+        },
+        Heartbeat {
+            client: usize,
+        },
+        Leave {
+            client: usize,
+            by_instance: bool,
+        },
+        Commit {
+            client: usize,
+            simple: bool,
+            generation_delta: i32,
+        },
+        Fetch,
+        Describe,
+        Delete,
+        Advance(i64),
+        PersistOk,
+        PersistFail,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let client = 0usize..3;
+        prop_oneof![
+            3 => (client.clone(), 0i16..8, prop::bool::weighted(0.2), any::<bool>(), prop::bool::weighted(0.2)).prop_map(
+                |(client, version, fresh, instance, alt_protocol)| Op::Join { client, version, fresh, instance, alt_protocol }
+            ),
+            3 => client.clone().prop_map(|client| Op::Sync { client }),
+            2 => client.clone().prop_map(|client| Op::Heartbeat { client }),
+            1 => (client.clone(), any::<bool>()).prop_map(|(client, by_instance)| Op::Leave { client, by_instance }),
+            3 => (client, prop::bool::weighted(0.2), prop_oneof![4 => Just(0i32), 1 => Just(-1), 1 => Just(1)])
+                .prop_map(|(client, simple, generation_delta)| Op::Commit { client, simple, generation_delta }),
+            1 => Just(Op::Fetch),
+            1 => Just(Op::Describe),
+            1 => Just(Op::Delete),
+            3 => prop_oneof![0i64..10, 1_000i64..25_000].prop_map(Op::Advance),
+            3 => Just(Op::PersistOk),
+            1 => Just(Op::PersistFail),
+        ]
+    }
+
+    #[derive(Clone, Default)]
+    struct ClientView {
+        member_id: MemberId,
+        generation: i32,
+        leader: bool,
+        members: Vec<MemberId>,
+    }
+
+    fn learn(
+        views: &mut [ClientView],
+        owner: &BTreeMap<RequestId, usize>,
+        responses: &BTreeMap<RequestId, Response>,
+        seen: &mut std::collections::BTreeSet<RequestId>,
+    ) {
+        for (id, response) in responses {
+            if !seen.insert(*id) {
+                continue;
+            }
+            if let (Some(&c), Response::Join(r)) = (owner.get(id), response)
+                && (r.error.is_ok() || r.error == ErrorCode::MemberIdRequired)
+            {
+                views[c].member_id = r.member_id.clone();
+                views[c].generation = r.generation.get();
+                views[c].leader = r.leader == r.member_id;
+                views[c].members = r.members.iter().map(|m| m.member_id.clone()).collect();
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_request_is_answered_exactly_once(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut h = Harness::new(GroupConfig { initial_rebalance_delay_ms: 1_000, ..config() });
+            let mut views = vec![ClientView::default(); 3];
+            let mut owner: BTreeMap<RequestId, usize> = BTreeMap::new();
+            let mut sent = Vec::new();
+            let mut seen = std::collections::BTreeSet::new();
+            let mut commits: BTreeMap<RequestId, bool> = BTreeMap::new();
+            let mut last_generation = h.group.generation();
+            for op in ops {
+                let next = RequestId(h.next_request);
+                match op {
+                    Op::Join { client, version, fresh, instance, alt_protocol } => {
+                        let protocols: &[&str] = if alt_protocol { &["roundrobin", "range"] } else { &["range"] };
+                        let mut r = Harness::join_request(if fresh { "" } else { &views[client].member_id.0 }, &format!("c{client}"), protocols);
+                        r.version = version;
+                        r.group_instance_id = (instance && version >= 5).then(|| format!("i{client}"));
+                        owner.insert(next, client);
+                        sent.push(h.send(Request::Join(r)));
+                    }
+                    Op::Sync { client } => {
+                        let v = views[client].clone();
+                        let plan = if v.leader { v.members.iter().map(|m| (m.clone(), vec![1])).collect() } else { Vec::new() };
+                        sent.push(h.sync(&v.member_id, v.generation, plan));
+                    }
+                    Op::Heartbeat { client } => {
+                        let v = views[client].clone();
+                        sent.push(h.send(Request::Heartbeat(HeartbeatRequest { member_id: v.member_id, generation: Generation(v.generation), group_instance_id: None })));
+                    }
+                    Op::Leave { client, by_instance } => {
+                        let v = views[client].clone();
+                        let member = if by_instance {
+                            LeavingMember { member_id: MemberId::default(), group_instance_id: Some(format!("i{client}")) }
+                        } else {
+                            LeavingMember { member_id: v.member_id, group_instance_id: None }
+                        };
+                        sent.push(h.send(Request::Leave(LeaveGroupRequest { members: vec![member] })));
+                    }
+                    Op::Commit { client, simple, generation_delta } => {
+                        let v = views[client].clone();
+                        let generation = v.generation + generation_delta;
+                        // spec: GRP-40, GRP-44 — who may commit right now.
+                        let simple_form = simple || (generation < 0 && v.member_id.0.is_empty());
+                        let allowed = if simple_form {
+                            h.group.state() == GroupState::Empty
+                        } else {
+                            h.group.is_member(&v.member_id)
+                                && h.group.generation().get() == generation
+                                && matches!(h.group.state(), GroupState::Stable | GroupState::PreparingRebalance)
+                        };
+                        let id = if simple {
+                            h.commit(&MemberId::default(), -1, 1)
+                        } else {
+                            h.commit(&v.member_id, generation, 1)
+                        };
+                        commits.insert(id, allowed);
+                        sent.push(id);
+                    }
+                    Op::Fetch => sent.push(h.send(Request::OffsetFetch(OffsetFetchRequest { partitions: None }))),
+                    Op::Describe => sent.push(h.send(Request::Describe)),
+                    Op::Delete => sent.push(h.send(Request::Delete)),
+                    Op::Advance(ms) => h.advance(ms),
+                    Op::PersistOk => {
+                        if !h.persists.is_empty() {
+                            let (id, records) = h.persists.remove(0);
+                            h.log.extend(records);
+                            h.group.persist_completed(h.now, id, Ok(()));
+                            h.collect();
+                        }
+                    }
+                    Op::PersistFail => {
+                        if !h.persists.is_empty() {
+                            let (id, _) = h.persists.remove(0);
+                            h.group.persist_completed(h.now, id, Err(PersistFailure::Unavailable));
+                            h.collect();
+                        }
+                    }
+                }
+                learn(&mut views, &owner, &h.responses, &mut seen);
+                prop_assert!(h.group.generation() >= last_generation, "generation went down");
+                last_generation = h.group.generation();
+                if h.group.state() == GroupState::Stable {
+                    prop_assert!(!h.group.members().is_empty());
+                }
+            }
+            // Let every timer run out and every persist complete: nothing
+            // may be left unanswered.
+            for _ in 0..4 {
+                h.persist_all();
+                h.advance(i64::from(REBALANCE) + i64::from(SESSION));
+            }
+            h.persist_all();
+            for id in sent {
+                prop_assert!(h.response(id).is_some(), "request {:?} never answered", id);
+            }
+            for (id, allowed) in commits {
+                let acknowledged = h.commit_errors(id).iter().all(|e| e.is_ok());
+                prop_assert!(allowed || !acknowledged, "commit {:?} acknowledged from a fenced member", id);
+            }
+            // The log replays to the same committed offsets.
+            if h.group.state() != GroupState::Dead {
+                let reloaded = Group::load("g", config(), LeaderEpoch(1), h.log.clone(), h.now);
+                prop_assert_eq!(reloaded.offsets(), h.group.offsets());
+            }
+        }
+    }
+}
+
+/// spec: GRP-60 — the wire codes clients switch on.
+#[test]
+fn error_codes_match_kafka() {
+    let codes = [
+        (ErrorCode::None, 0),
+        (ErrorCode::UnknownServerError, -1),
+        (ErrorCode::OffsetMetadataTooLarge, 12),
+        (ErrorCode::CoordinatorLoadInProgress, 14),
+        (ErrorCode::CoordinatorNotAvailable, 15),
+        (ErrorCode::NotCoordinator, 16),
+        (ErrorCode::IllegalGeneration, 22),
+        (ErrorCode::InconsistentGroupProtocol, 23),
+        (ErrorCode::InvalidGroupId, 24),
+        (ErrorCode::UnknownMemberId, 25),
+        (ErrorCode::InvalidSessionTimeout, 26),
+        (ErrorCode::RebalanceInProgress, 27),
+        (ErrorCode::InvalidCommitOffsetSize, 28),
+        (ErrorCode::NonEmptyGroup, 68),
+        (ErrorCode::GroupIdNotFound, 69),
+        (ErrorCode::MemberIdRequired, 79),
+        (ErrorCode::GroupMaxSizeReached, 81),
+        (ErrorCode::FencedInstanceId, 82),
+    ];
+    for (error, code) in codes {
+        assert_eq!(error.code(), code, "{error:?}");
+    }
+}
+
+/// spec: GRP-40 — the broker refuses the model-only stale-commit rule and
+/// nonsensical bounds.
+#[test]
+fn config_validation() {
+    assert_eq!(GroupConfig::default().validate(), Ok(()));
+    let stale = GroupConfig {
+        accept_stale_generation_commits: true,
+        ..GroupConfig::default()
+    };
+    assert_eq!(
+        stale.validate(),
+        Err(GroupConfigError::StaleCommitsAccepted)
+    );
+    let inverted = GroupConfig {
+        min_session_timeout_ms: 10,
+        max_session_timeout_ms: 5,
+        ..GroupConfig::default()
+    };
+    assert!(matches!(
+        inverted.validate(),
+        Err(GroupConfigError::SessionTimeoutBounds { .. })
+    ));
+}

@@ -11,6 +11,7 @@
 //! short lock.
 
 use std::fs;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
@@ -23,7 +24,7 @@ use super::config::LogConfig;
 use super::error::StorageError;
 use super::index::{OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
 use super::publish::{PublishedEnd, Watermark};
-use super::record::{self, EntryInfo};
+use super::record::{self, EntryInfo, RecordIter};
 use super::segment::{
     FileRange, INDEX_SUFFIX, LOG_SUFFIX, Segment, TIME_INDEX_SUFFIX, is_legacy_wrapper,
     parse_file_name,
@@ -74,10 +75,9 @@ pub struct OpenOptions {
 /// The first entry a timestamp lookup found (ListOffsets, spec: STO-47).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimestampHit {
-    /// Base offset of the first entry whose largest timestamp is ≥ the
-    /// target.
+    /// Offset of the first record whose timestamp is ≥ the target.
     pub offset: i64,
-    /// That entry's largest timestamp.
+    /// That record's timestamp.
     pub timestamp: i64,
 }
 
@@ -978,16 +978,42 @@ impl LogReader {
                     break;
                 }
                 if h.max_timestamp >= timestamp && h.last_offset >= start {
-                    return Ok(Some(TimestampHit {
-                        offset: h.base_offset.max(start),
-                        timestamp: h.max_timestamp,
-                    }));
+                    return Ok(Some(first_record_at_or_after(s, pos, &h, start, timestamp)));
                 }
                 pos += h.size as u64;
             }
         }
         Ok(None)
     }
+}
+
+/// The first record at or above `start` whose timestamp reaches `target`,
+/// inside the entry `h` at byte `pos` of segment `s`, which is known to hold
+/// one (its largest timestamp reaches the target): Kafka answers ListOffsets
+/// with the record, not the batch (spec: STO-47). Should the entry not
+/// decode, its first offset and largest timestamp answer instead.
+fn first_record_at_or_after(
+    s: &Segment,
+    pos: u64,
+    h: &EntryInfo,
+    start: i64,
+    target: i64,
+) -> TimestampHit {
+    let fallback = TimestampHit {
+        offset: h.base_offset.max(start),
+        timestamp: h.max_timestamp,
+    };
+    let mut buf = vec![0u8; h.size];
+    if s.file().read_exact_at(&mut buf, pos).is_err() {
+        return fallback;
+    }
+    RecordIter::new(&buf, start)
+        .filter_map(Result::ok)
+        .find(|r| r.timestamp >= target)
+        .map_or(fallback, |r| TimestampHit {
+            offset: r.offset,
+            timestamp: r.timestamp,
+        })
 }
 
 /// Base offsets of the `.log` files in `dir`, sorted; removes index files

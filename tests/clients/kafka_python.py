@@ -1,0 +1,106 @@
+"""kafka-python driver for the end-to-end tests (same commands as
+confluent.py). --api-version 0.10.1 forces the seed's protocol: Produce v2
+with magic-1 messages, Fetch v3 (headers are not available there)."""
+
+import sys
+import time
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+
+from common import Pacer, Rec, base_parser, emit, fail, read_input
+
+
+def version(a):
+    if not a.api_version:
+        return {}
+    return {"api_version": tuple(int(x) for x in a.api_version.split("."))}
+
+
+def produce(a):
+    acks = {"all": "all", "-1": "all", "1": 1, "0": 0}[a.acks]
+    kw = dict(bootstrap_servers=a.bootstrap, acks=acks, linger_ms=5,
+              compression_type=None if a.compression == "none" else a.compression,
+              request_timeout_ms=int(a.timeout * 1000), **version(a))
+    if a.idempotence:
+        kw["enable_idempotence"] = True
+    if a.max_in_flight:
+        kw["max_in_flight_requests_per_connection"] = a.max_in_flight
+    p = KafkaProducer(**kw)
+    recs = read_input(a.input)
+    pacer = Pacer(a.rate, a.progress)
+    futures = []
+    done = [0]
+
+    def on_ack(_md):
+        done[0] += 1
+        pacer.acked(done[0])
+
+    for i, r in enumerate(recs):
+        pacer.before_send(i)
+        sk = {"key": r.key, "value": r.value}
+        if r.headers:
+            sk["headers"] = r.headers
+        if r.partition >= 0:
+            sk["partition"] = r.partition
+        if r.timestamp >= 0:
+            sk["timestamp_ms"] = r.timestamp
+        futures.append((r, p.send(a.topic, **sk).add_callback(on_ack)))
+        if a.sync:
+            p.flush(a.timeout)
+            futures[-1][1].get(a.timeout)
+    p.flush(a.timeout)
+    out = []
+    for r, f in futures:
+        md = f.get(a.timeout)
+        out.append(Rec(md.partition, md.offset, md.timestamp if md.timestamp is not None else -1,
+                       r.key, r.value, r.headers))
+    pacer.acked(len(out), force=True)
+    p.close(a.timeout)
+    for r in out:
+        emit(r)
+
+
+def consumer(a):
+    return KafkaConsumer(bootstrap_servers=a.bootstrap, group_id=None, enable_auto_commit=False,
+                         auto_offset_reset="earliest", **version(a))
+
+
+def consume(a):
+    c = consumer(a)
+    c.assign([TopicPartition(a.topic, p) for p in range(a.partitions)])
+    c.seek_to_beginning()
+    deadline = time.monotonic() + a.timeout
+    n = 0
+    while n < a.count and time.monotonic() < deadline:
+        for _, msgs in c.poll(timeout_ms=500, max_records=5000).items():
+            for m in msgs:
+                emit(Rec(m.partition, m.offset, m.timestamp, m.key, m.value,
+                         list(m.headers or [])))
+                n += 1
+    c.close()
+    if n < a.count:
+        fail("consumed %d of %d records within %ss" % (n, a.count, a.timeout))
+
+
+def offsets_for_times(a):
+    c = consumer(a)
+    tp = TopicPartition(a.topic, a.partition)
+    for ts in a.timestamp:
+        res = c.offsets_for_times({tp: ts})
+        print(-1 if res[tp] is None else res[tp].offset)
+    c.close()
+
+
+def main():
+    a = base_parser(__doc__).parse_args()
+    try:
+        {"produce": produce, "consume": consume,
+         "offsets-for-times": offsets_for_times}[a.command](a)
+    except KafkaError as e:
+        fail(repr(e))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
