@@ -58,6 +58,8 @@ pub struct Broker {
     pub partitions: Partitions,
     /// Set once the listener is bound (a configured port 0 becomes the real one).
     advertised: Mutex<Advertised>,
+    /// The consumer-group coordinator.
+    pub groups: crate::group::Coordinator,
 }
 
 impl Broker {
@@ -75,6 +77,7 @@ impl Broker {
         let metadata = EmbeddedMetadata::open(&config.log_dirs[0], config.broker_id)?;
         let partitions = Partitions::open(&config)?;
         reconcile(&metadata, &partitions)?;
+        let groups = crate::group::Coordinator::open(&config, &metadata, &partitions)?;
         let listener = &config.advertised_listeners[0];
         let host = match listener.host.as_str() {
             "" | "0.0.0.0" | "::" => {
@@ -94,6 +97,7 @@ impl Broker {
             metadata,
             partitions,
             advertised: Mutex::new(advertised),
+            groups,
         })
     }
 

@@ -111,6 +111,8 @@ impl Server {
         let permits = Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS)));
         let mut connections = JoinSet::new();
         let maintenance = tokio::spawn(self.broker.clone().maintenance(stop.clone()));
+        let group_timers =
+            tokio::spawn(crate::group::run_timers(self.broker.clone(), stop.clone()));
         loop {
             tokio::select! {
                 res = self.listener.accept() => {
@@ -144,6 +146,7 @@ impl Server {
             connections.shutdown().await;
         }
         let _ = maintenance.await;
+        let _ = group_timers.await;
         let broker = self.broker.clone();
         let _ = tokio::task::spawn_blocking(move || broker.shutdown()).await;
         tracing::info!("shutdown complete");

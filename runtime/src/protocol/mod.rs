@@ -50,12 +50,23 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
     api(ApiKey::Fetch, 0, 12, 12),
     api(ApiKey::ListOffsets, 0, 7, 6),
     api(ApiKey::Metadata, 0, 12, 9),
+    // spec: GRP-106 — group APIs from version 0 (compat.md).
+    api(ApiKey::OffsetCommit, 0, 8, 8),
+    api(ApiKey::OffsetFetch, 0, 8, 6),
+    api(ApiKey::FindCoordinator, 0, 4, 3),
+    api(ApiKey::JoinGroup, 0, 7, 6),
+    api(ApiKey::Heartbeat, 0, 4, 4),
+    api(ApiKey::LeaveGroup, 0, 4, 4),
+    api(ApiKey::SyncGroup, 0, 5, 4),
+    api(ApiKey::DescribeGroups, 0, 5, 5),
+    api(ApiKey::ListGroups, 0, 4, 3),
     api(ApiKey::ApiVersions, 0, 3, 3),
     api(ApiKey::CreateTopics, 0, 5, 5),
     api(ApiKey::DeleteTopics, 0, 4, 4),
     api(ApiKey::InitProducerId, 0, 4, 2),
     api(ApiKey::DescribeConfigs, 0, 4, 4),
     api(ApiKey::CreatePartitions, 0, 3, 2),
+    api(ApiKey::DeleteGroups, 0, 2, 2),
 ];
 
 /// Looks up the entry for a raw api key.
@@ -174,6 +185,16 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
         ApiKey::DeleteTopics => apis::delete_topics::handle(broker, &header, reader),
         ApiKey::CreatePartitions => apis::create_partitions::handle(broker, &header, reader),
         ApiKey::DescribeConfigs => apis::describe_configs::handle(broker, &header, reader),
+        ApiKey::FindCoordinator => apis::find_coordinator::handle(broker, &header, reader).await,
+        ApiKey::JoinGroup => apis::join_group::handle(broker, &header, reader).await,
+        ApiKey::SyncGroup => apis::sync_group::handle(broker, &header, reader).await,
+        ApiKey::Heartbeat => apis::heartbeat::handle(broker, &header, reader).await,
+        ApiKey::LeaveGroup => apis::leave_group::handle(broker, &header, reader).await,
+        ApiKey::OffsetCommit => apis::offset_commit::handle(broker, &header, reader).await,
+        ApiKey::OffsetFetch => apis::offset_fetch::handle(broker, &header, reader).await,
+        ApiKey::DescribeGroups => apis::describe_groups::handle(broker, &header, reader).await,
+        ApiKey::ListGroups => apis::list_groups::handle(broker, &header, reader),
+        ApiKey::DeleteGroups => apis::delete_groups::handle(broker, &header, reader).await,
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };
     match result {
