@@ -479,11 +479,11 @@ async fn list_offsets_earliest_latest_and_by_time() {
         };
         assert_eq!(p(c.call(v, 1, &off(-2)).await).2, 0, "v{v} earliest");
         assert_eq!(p(c.call(v, 2, &off(-1)).await).2, 50, "v{v} latest");
-        // Batch 3 holds timestamps 3000..3009: the first entry at or after
-        // 3005 is that batch (offset 20).
+        // Batch 3 holds timestamps 3000..3009 at offsets 20..29: the first
+        // record at or after 3005 is inside it, at offset 25 (spec: STO-47).
         assert_eq!(
             p(c.call(v, 3, &off(base + 3_005)).await),
-            (0, base + 3_009, 20),
+            (0, base + 3_005, 25),
             "v{v}"
         );
         assert_eq!(
