@@ -409,8 +409,8 @@ pub fn parse_listeners(value: &str) -> Result<Vec<Listener>, String> {
 ///
 /// Follows `java.util.Properties.load`: `#` and `!` start comments, the key
 /// ends at the first unescaped `=`, `:` or whitespace, a trailing odd
-/// backslash continues the line, and `\t \n \r \f \uXXXX` and `\<any>` are
-/// unescaped (spec: PRO-43).
+/// backslash continues the line, and `\t \n \r \f`, `\u` with four hex
+/// digits, and `\<any>` are unescaped (spec: PRO-43).
 pub fn parse_properties(text: &str) -> Result<Vec<(String, String)>, ConfigError> {
     let mut out = Vec::new();
     let mut lines = text.lines().enumerate().peekable();
