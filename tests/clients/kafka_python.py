@@ -110,6 +110,14 @@ def group_consume(a):
         def on_partitions_assigned(self, assigned):
             say("assign %s" % parts(tp.partition for tp in assigned))
 
+    # Learn the topic's partitions before joining: kafka-python's leader
+    # assigns from its own metadata, and an early join can leave it with an
+    # empty plan for a topic it has not seen yet.
+    deadline = time.monotonic() + a.timeout
+    while not c.partitions_for_topic(a.topic):
+        if time.monotonic() > deadline:
+            fail("no metadata for %s within %ss" % (a.topic, a.timeout))
+        time.sleep(0.1)
     c.subscribe([a.topic], listener=Listener())
     stop = GroupStop(a)
     while not stop.done() and not stop.timed_out():
