@@ -8,7 +8,7 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from common import Pacer, Rec, base_parser, emit, fail, read_input
+from common import GroupStop, Pacer, Rec, base_parser, emit, fail, parts, read_input, say
 
 
 async def produce(a):
@@ -62,10 +62,52 @@ async def consume(a):
         fail("consumed %d of %d records within %ss" % (n, a.count, a.timeout))
 
 
+async def group_consume(a):
+    """Subscribes as a member of --group; commits after every batch unless
+    --auto-commit (same output as confluent.py)."""
+    from aiokafka import ConsumerRebalanceListener
+
+    class Listener(ConsumerRebalanceListener):
+        async def on_partitions_revoked(self, revoked):
+            say("revoke %s" % parts(tp.partition for tp in revoked))
+
+        async def on_partitions_assigned(self, assigned):
+            say("assign %s" % parts(tp.partition for tp in assigned))
+
+    c = AIOKafkaConsumer(bootstrap_servers=a.bootstrap, group_id=a.group,
+                         enable_auto_commit=a.auto_commit, auto_commit_interval_ms=1000,
+                         auto_offset_reset="earliest",
+                         session_timeout_ms=a.session_timeout_ms,
+                         heartbeat_interval_ms=max(100, a.session_timeout_ms // 6))
+    await c.start()
+    stop = GroupStop(a)
+    try:
+        c.subscribe([a.topic], listener=Listener())
+        while not stop.done() and not stop.timed_out():
+            batches = await c.getmany(timeout_ms=200, max_records=500)
+            k = 0
+            for _, msgs in batches.items():
+                for m in msgs:
+                    emit(Rec(m.partition, m.offset, m.timestamp, m.key, m.value,
+                             list(m.headers or [])))
+                    k += 1
+            sys.stdout.flush()
+            stop.got(k)
+            if k and not a.auto_commit:
+                offsets = {tp: await c.position(tp) for tp in c.assignment()}
+                await c.commit()
+                for tp, off in sorted(offsets.items()):
+                    say("commit %d %d" % (tp.partition, off))
+    finally:
+        await c.stop()
+    stop.check()
+
+
 def main():
     a = base_parser(__doc__).parse_args()
     try:
-        asyncio.run({"produce": produce, "consume": consume}[a.command](a))
+        asyncio.run({"produce": produce, "consume": consume,
+                     "group-consume": group_consume}[a.command](a))
     except KafkaError as e:
         fail(repr(e))
     sys.stdout.flush()

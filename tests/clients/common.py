@@ -96,7 +96,8 @@ class Pacer:
 
 def base_parser(description):
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("command", choices=["produce", "consume", "offsets-for-times", "create-topic"])
+    p.add_argument("command", choices=["produce", "consume", "offsets-for-times", "create-topic",
+                                        "group-consume", "create-partitions"])
     p.add_argument("--bootstrap", required=True)
     p.add_argument("--topic", required=True)
     p.add_argument("--input", help="records to produce (record lines)")
@@ -120,4 +121,58 @@ def base_parser(description):
     p.add_argument("--sync", action="store_true",
                    help="produce: wait for each record's acknowledgement (one batch each)")
     p.add_argument("--api-version", help="e.g. 0.10.1 (kafka-python only)")
+    # Consumer groups (group-consume): subscribe to --topic as a member of
+    # --group, print assignment changes and commits as "#" lines.
+    p.add_argument("--group", help="group-consume: the group id")
+    p.add_argument("--session-timeout-ms", type=int, default=10000)
+    p.add_argument("--auto-commit", action="store_true",
+                   help="group-consume: let the client commit on its timer "
+                        "(default: commit synchronously after every batch)")
+    p.add_argument("--stop-file",
+                   help="group-consume: once this file exists, stop after --idle "
+                        "seconds without records (instead of after --count)")
+    p.add_argument("--metadata-refresh-ms", type=int, default=0,
+                   help="group-consume: metadata refresh interval (0: client default)")
     return p
+
+
+class GroupStop:
+    """When a group member stops: after --count records and --idle quiet
+    seconds, or (with --stop-file) once that file exists and nothing arrived
+    for --idle seconds; never after --timeout."""
+
+    def __init__(self, a):
+        self.a = a
+        self.n = 0
+        self.start = time.monotonic()
+        self.last = self.start
+
+    def got(self, k):
+        self.n += k
+        if k:
+            self.last = time.monotonic()
+
+    def done(self):
+        import os
+        now = time.monotonic()
+        quiet = now - self.last >= self.a.idle
+        if self.a.stop_file:
+            return os.path.exists(self.a.stop_file) and quiet
+        return self.n >= self.a.count and quiet
+
+    def timed_out(self):
+        return time.monotonic() - self.start > self.a.timeout
+
+    def check(self):
+        if not self.a.stop_file and self.n < self.a.count:
+            fail("consumed %d of %d records within %ss" % (self.n, self.a.count, self.a.timeout))
+
+
+def say(line):
+    """A "#" diagnostic line on stdout (ignored by the record parser)."""
+    sys.stdout.write("# " + line + "\n")
+    sys.stdout.flush()
+
+
+def parts(tps):
+    return ",".join(str(p) for p in sorted(tps)) or "-"

@@ -6,6 +6,11 @@ consume: reads --count records from the beginning of all --partitions
 partitions (assign, no group management) and prints them.
 offsets-for-times: prints the offset for --timestamp in --partition.
 create-topic: creates --topic with --partitions partitions.
+create-partitions: grows --topic to --partitions partitions.
+group-consume: subscribes to --topic as a member of --group and prints the
+records it receives; "# assign P,…" after each rebalance, "# revoke P,…",
+"# commit P OFFSET" for every committed position (synchronous commit after
+each batch and on revocation unless --auto-commit).
 """
 
 import os
@@ -14,7 +19,8 @@ import sys
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from common import Pacer, Rec, base_parser, emit, fail, read_input
+from common import (GroupStop, Pacer, Rec, base_parser, emit, fail, parts, read_input,
+                    say)
 
 
 def produce(a):
@@ -126,11 +132,73 @@ def create_topic(a):
         f.result(a.timeout)
 
 
+def create_partitions(a):
+    from confluent_kafka.admin import NewPartitions
+    admin = AdminClient({"bootstrap.servers": a.bootstrap})
+    fs = admin.create_partitions([NewPartitions(a.topic, a.partitions)])
+    for _, f in fs.items():
+        f.result(a.timeout)
+
+
+def group_consume(a):
+    conf = {
+        "bootstrap.servers": a.bootstrap,
+        "group.id": a.group,
+        "session.timeout.ms": a.session_timeout_ms,
+        "heartbeat.interval.ms": max(100, a.session_timeout_ms // 6),
+        "enable.auto.commit": a.auto_commit,
+        "auto.commit.interval.ms": 1000,
+        "auto.offset.reset": "earliest",
+    }
+    if a.metadata_refresh_ms:
+        conf["topic.metadata.refresh.interval.ms"] = a.metadata_refresh_ms
+    if os.environ.get("GREGOR_E2E_RDKAFKA_DEBUG"):
+        conf["debug"] = os.environ["GREGOR_E2E_RDKAFKA_DEBUG"]
+    owned = set()
+
+    def commit(c):
+        try:
+            for tp in c.commit(asynchronous=False) or []:
+                if tp.error is None and tp.offset >= 0:
+                    say("commit %d %d" % (tp.partition, tp.offset))
+        except KafkaException as e:
+            # Nothing consumed since the last commit, or the group moved on.
+            say("commit-failed %s" % e)
+
+    def on_assign(c, tps):
+        owned.update(tp.partition for tp in tps)
+        say("assign %s" % parts(owned))
+
+    def on_revoke(c, tps):
+        if not a.auto_commit:
+            commit(c)
+        owned.difference_update(tp.partition for tp in tps)
+        say("revoke %s" % parts(tp.partition for tp in tps))
+
+    c = Consumer(conf)
+    c.subscribe([a.topic], on_assign=on_assign, on_revoke=on_revoke)
+    stop = GroupStop(a)
+    while not stop.done() and not stop.timed_out():
+        msgs = c.consume(500, 0.2)
+        for m in msgs:
+            if m.error():
+                fail("consume error: %s" % m.error())
+            emit(Rec(m.partition(), m.offset(), m.timestamp()[1], m.key(), m.value(),
+                     list(m.headers() or [])))
+        sys.stdout.flush()
+        stop.got(len(msgs))
+        if msgs and not a.auto_commit:
+            commit(c)
+    c.close()
+    stop.check()
+
+
 def main():
     a = base_parser(__doc__).parse_args()
     try:
         {"produce": produce, "consume": consume, "offsets-for-times": offsets_for_times,
-         "create-topic": create_topic}[a.command](a)
+         "create-topic": create_topic, "create-partitions": create_partitions,
+         "group-consume": group_consume}[a.command](a)
     except KafkaException as e:
         fail(str(e))
     sys.stdout.flush()

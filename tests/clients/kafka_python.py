@@ -8,7 +8,7 @@ import time
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from common import Pacer, Rec, base_parser, emit, fail, read_input
+from common import GroupStop, Pacer, Rec, base_parser, emit, fail, parts, read_input, say
 
 
 def version(a):
@@ -92,11 +92,58 @@ def offsets_for_times(a):
     c.close()
 
 
+def group_consume(a):
+    """Subscribes as a member of --group; commits synchronously after every
+    batch unless --auto-commit (same output as confluent.py)."""
+    from kafka import ConsumerRebalanceListener
+
+    c = KafkaConsumer(bootstrap_servers=a.bootstrap, group_id=a.group,
+                      enable_auto_commit=a.auto_commit, auto_commit_interval_ms=1000,
+                      auto_offset_reset="earliest",
+                      session_timeout_ms=a.session_timeout_ms,
+                      heartbeat_interval_ms=max(100, a.session_timeout_ms // 6), **version(a))
+
+    class Listener(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked):
+            say("revoke %s" % parts(tp.partition for tp in revoked))
+
+        def on_partitions_assigned(self, assigned):
+            say("assign %s" % parts(tp.partition for tp in assigned))
+
+    # Learn the topic's partitions before joining: kafka-python's leader
+    # assigns from its own metadata, and an early join can leave it with an
+    # empty plan for a topic it has not seen yet.
+    deadline = time.monotonic() + a.timeout
+    while not c.partitions_for_topic(a.topic):
+        if time.monotonic() > deadline:
+            fail("no metadata for %s within %ss" % (a.topic, a.timeout))
+        time.sleep(0.1)
+    c.subscribe([a.topic], listener=Listener())
+    stop = GroupStop(a)
+    while not stop.done() and not stop.timed_out():
+        batch = c.poll(timeout_ms=200, max_records=500)
+        k = 0
+        for _, msgs in batch.items():
+            for m in msgs:
+                emit(Rec(m.partition, m.offset, m.timestamp, m.key, m.value,
+                         list(m.headers or [])))
+                k += 1
+        sys.stdout.flush()
+        stop.got(k)
+        if k and not a.auto_commit:
+            offsets = {tp: c.position(tp) for tp in c.assignment()}
+            c.commit()
+            for tp, off in sorted(offsets.items()):
+                say("commit %d %d" % (tp.partition, off))
+    c.close(autocommit=a.auto_commit)
+    stop.check()
+
+
 def main():
     a = base_parser(__doc__).parse_args()
     try:
         {"produce": produce, "consume": consume,
-         "offsets-for-times": offsets_for_times}[a.command](a)
+         "offsets-for-times": offsets_for_times, "group-consume": group_consume}[a.command](a)
     except KafkaError as e:
         fail(repr(e))
     sys.stdout.flush()

@@ -883,3 +883,135 @@ impl Broker {
         self.dir.path().join(name)
     }
 }
+
+// ---------------------------------------------------------------------------
+// Consumer groups
+// ---------------------------------------------------------------------------
+
+impl Background {
+    /// What the client has written to stdout so far (it keeps running).
+    pub fn stdout_so_far(&self) -> Vec<u8> {
+        fs::read(&self.out).unwrap_or_default()
+    }
+
+    /// Kills the client with SIGKILL, reaps it and returns its stdout.
+    pub fn kill9(mut self) -> Vec<u8> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        fs::read(&self.out).unwrap_or_default()
+    }
+}
+
+/// What a `group-consume` driver run printed: its records, the partitions
+/// it owned after its last rebalance, and its last commit per partition.
+#[derive(Debug, Clone, Default)]
+pub struct GroupRun {
+    /// Records received, in arrival order.
+    pub records: Vec<Rec>,
+    /// Partitions owned after the last `# assign` / `# revoke` line
+    /// (`None` before the first assignment).
+    pub owned: Option<std::collections::BTreeSet<i32>>,
+    /// Every partition the member was ever assigned.
+    pub ever_owned: std::collections::BTreeSet<i32>,
+    /// The last committed position (next offset to read) per partition.
+    pub commits: std::collections::BTreeMap<i32, i64>,
+}
+
+fn partition_list(s: &str) -> std::collections::BTreeSet<i32> {
+    if s == "-" {
+        return Default::default();
+    }
+    s.split(',')
+        .map(|p| {
+            p.parse()
+                .unwrap_or_else(|e| panic!("bad partition {p:?}: {e}"))
+        })
+        .collect()
+}
+
+impl GroupRun {
+    /// Parses the stdout of a `group-consume` run (`# assign P,…`,
+    /// `# revoke P,…`, `# commit P OFFSET` and record lines). A trailing
+    /// partial line (a client killed mid-write) is ignored.
+    pub fn parse(out: &[u8]) -> GroupRun {
+        let text = String::from_utf8_lossy(out);
+        let complete = match text.rfind('\n') {
+            Some(i) => &text[..=i],
+            None => "",
+        };
+        let mut run = GroupRun::default();
+        for line in complete.lines() {
+            if let Some(rest) = line.strip_prefix("# assign ") {
+                let set = partition_list(rest.trim());
+                run.ever_owned.extend(set.iter().copied());
+                run.owned = Some(set);
+            } else if let Some(rest) = line.strip_prefix("# revoke ") {
+                let gone = partition_list(rest.trim());
+                if let Some(o) = run.owned.as_mut() {
+                    o.retain(|p| !gone.contains(p));
+                }
+            } else if let Some(rest) = line.strip_prefix("# commit ") {
+                let mut f = rest.split_whitespace();
+                if let (Some(p), Some(o)) = (f.next(), f.next())
+                    && let (Ok(p), Ok(o)) = (p.parse::<i32>(), o.parse::<i64>())
+                {
+                    let e = run.commits.entry(p).or_insert(o);
+                    *e = (*e).max(o);
+                }
+            } else if !line.is_empty() && !line.starts_with('#') {
+                run.records
+                    .push(Rec::parse(line).unwrap_or_else(|e| panic!("bad driver line: {e}")));
+            }
+        }
+        run
+    }
+}
+
+/// A `group-consume` command of a Python driver: member of `group`
+/// subscribed to `topic`, with further driver options in `extra`.
+pub fn py_group_consume(
+    python: &Path,
+    driver: &str,
+    broker: &Broker,
+    group: &str,
+    topic: &str,
+    extra: &[&str],
+) -> Command {
+    let mut c = py_client(python, driver);
+    c.args([
+        "group-consume",
+        "--bootstrap",
+        &broker.bootstrap(),
+        "--topic",
+        topic,
+        "--group",
+        group,
+    ])
+    .args(extra);
+    c
+}
+
+/// Polls `cond` every 50 ms until it holds, panicking with `what` after
+/// `limit`; returns how long it took.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Creates `topic` with `partitions` partitions through confluent-kafka's
+/// AdminClient.
+pub fn create_topic(python: &Path, broker: &Broker, topic: &str, partitions: u32) {
+    run_ok(
+        py_client(python, "confluent.py")
+            .args(["create-topic", "--bootstrap", &broker.bootstrap()])
+            .args(["--topic", topic, "--partitions", &partitions.to_string()]),
+        CLIENT_LIMIT,
+        broker,
+    );
+}
