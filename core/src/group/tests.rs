@@ -1099,3 +1099,25 @@ fn config_validation() {
         Err(GroupConfigError::SessionTimeoutBounds { .. })
     ));
 }
+
+/// A lone leader of a Stable group rejoining (kafka-python does this when
+/// its first plan assigned nothing) starts a rebalance that completes at
+/// once, because every member has joined: the join is answered with the
+/// next generation without waiting for the rebalance timeout (spec: GRP-15).
+#[test]
+fn lone_leader_rejoin_completes_at_once() {
+    let mut h = Harness::new(config());
+    let j = h.join("", "solo");
+    h.advance(0);
+    let id = h.join_response(j).member_id.clone();
+    let s = h.sync(&id, 1, vec![(id.clone(), vec![1])]);
+    h.persist_all();
+    assert_eq!(h.sync_response(s).assignment, vec![1]);
+    assert_eq!(h.group.state(), GroupState::Stable);
+
+    let rejoin = h.join(&id.0, "solo");
+    h.advance(0);
+    let r = h.join_response(rejoin);
+    assert_eq!(r.error, ErrorCode::None);
+    assert_eq!(r.generation, Generation(2));
+}
