@@ -308,3 +308,84 @@ fn two_members_split_the_topic_then_reset_replays_it() {
     ok(&bs, &["groups", "delete", group]);
     assert!(!ok(&bs, &["groups", "list"]).contains(group));
 }
+
+#[test]
+fn count_stops_a_member_and_commits_what_it_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _broker = broker(port, dir.path());
+    let bs = format!("127.0.0.1:{port}");
+    let (topic, group) = ("clicks", "audit");
+    ok(&bs, &["topics", "create", topic, "--partitions", "1"]);
+    let input: String = (0..50).map(|i| format!("k{i}:v{i}\n")).collect();
+    assert!(
+        gregor(
+            &bs,
+            &["produce", topic, "--key-separator", ":"],
+            Some(&input)
+        )
+        .status
+        .success()
+    );
+
+    // spec: GRP-121 — an unknown assignor is refused before joining.
+    let bad = gregor(
+        &bs,
+        &["consume", topic, "--group", group, "--assignor", "lottery"],
+        None,
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("roundrobin"));
+
+    // spec: GRP-128 — without a commit and without --from-beginning the
+    // member starts at the log end: nothing to read.
+    assert_eq!(ok(&bs, &["consume", topic, "--group", group]), "");
+
+    // spec: GRP-125, GRP-124 — --count stops after ten records, committed.
+    let out = ok(
+        &bs,
+        &[
+            "consume",
+            topic,
+            "--group",
+            "tail",
+            "--assignor",
+            "roundrobin",
+            "--count",
+            "10",
+            "--print-key",
+            "--from-beginning",
+        ],
+    );
+    let want: String = (0..10).map(|i| format!("k{i}\tv{i}\n")).collect();
+    assert_eq!(out, want);
+    let d = ok(&bs, &["groups", "describe", "tail"]);
+    assert!(d.contains("State: Empty"), "{d}");
+    assert_eq!(
+        partition_rows(&d, topic),
+        [["clicks", "0", "10", "50", "40", "-"]],
+        "{d}"
+    );
+
+    // The next run resumes at the committed offset.
+    let out = ok(&bs, &["consume", topic, "--group", "tail", "--count", "5"]);
+    assert_eq!(out.lines().next(), Some("v10"));
+
+    // spec: GRP-127 — --to-offset is clamped to the log.
+    let plan = ok(
+        &bs,
+        &[
+            "groups",
+            "reset-offsets",
+            "tail",
+            "--topic",
+            topic,
+            "--to-offset",
+            "999",
+            "--execute",
+        ],
+    );
+    assert!(plan.contains("clicks\t0\t50"), "{plan}");
+    let d = ok(&bs, &["groups", "describe", "tail"]);
+    assert_eq!(partition_rows(&d, topic)[0][4], "0", "{d}");
+}
