@@ -5,6 +5,7 @@
 //! `127.0.0.1:9092`, data under `./data`). `gregor topics`, `gregor produce`
 //! and `gregor consume` drive a broker through the native client.
 
+pub mod groups;
 pub mod perf;
 pub mod tools;
 
@@ -59,6 +60,15 @@ pub enum Command {
         #[command(flatten)]
         args: tools::ConsumeArgs,
     },
+    /// List, describe, reset the offsets of, or delete consumer groups.
+    Groups {
+        /// Broker address.
+        #[arg(long, short = 'b', global = true, default_value = tools::DEFAULT_BOOTSTRAP)]
+        bootstrap_server: String,
+        /// What to do.
+        #[command(subcommand)]
+        action: groups::GroupsCmd,
+    },
     /// Load generators: produce or consume as fast as allowed and report
     /// throughput and latency.
     #[command(subcommand)]
@@ -103,6 +113,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             bootstrap_server,
             args,
         } => client_runtime()?.block_on(tools::consume(&bootstrap_server, args)),
+        Command::Groups {
+            bootstrap_server,
+            action,
+        } => client_runtime()?.block_on(groups::groups(&bootstrap_server, action)),
         Command::Perf(cmd) => client_runtime()?.block_on(perf::run(cmd)),
     }
 }

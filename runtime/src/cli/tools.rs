@@ -281,10 +281,21 @@ pub struct ConsumeArgs {
     /// Separator between key and value when printing keys.
     #[arg(long, default_value = "\t")]
     pub key_separator: String,
+    /// Consume as a member of this consumer group: partitions are assigned
+    /// by the group, reading resumes at the committed offsets and progress
+    /// is committed.
+    #[arg(long, conflicts_with_all = ["partition", "offset", "from_timestamp"])]
+    pub group: Option<String>,
+    /// The group's assignor when this member leads: range, roundrobin or sticky.
+    #[arg(long, default_value = "range", requires = "group")]
+    pub assignor: String,
 }
 
 /// Runs `gregor consume`: prints one record per line.
 pub async fn consume(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
+    if args.group.is_some() {
+        return super::groups::consume_group(bootstrap, &args).await;
+    }
     let mut c = Client::connect(bootstrap).await?;
     let partitions = c.partitions(&args.topic).await?;
     let chosen: Vec<i32> = match args.partition {

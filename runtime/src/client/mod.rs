@@ -6,6 +6,8 @@
 //! Record routing follows `spec/client.md` (PRD-1 … PRD-3) through
 //! `gregor_core::partitioner`.
 
+pub mod group;
+
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
