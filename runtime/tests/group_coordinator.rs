@@ -431,36 +431,32 @@ async fn a_silent_member_expires_on_the_timer() {
 #[tokio::test]
 async fn foreign_records_in_the_offsets_topic_do_not_stop_a_restart() {
     // spec: GRP-104 — undecodable records are skipped on replay.
+    use gregor_core::ids::TopicPartition;
+    use gregor_runtime::storage::config::LogConfig;
+    use gregor_runtime::storage::manager::LogManager;
     use gregor_runtime::storage::record::{BatchBuilder, Codec};
-    use kafka_protocol::messages::ProduceRequest;
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 
     let broker = TestBroker::start(NO_DELAY).await;
     let mut c = broker.connect().await;
     create_t(&mut c).await;
     assert_eq!(commit(&mut c, "keep", -1, "", &[(0, 42)]).await, vec![0]);
-    let home = coordinator_partition("keep", 4);
-    let mut junk = BatchBuilder::new(2, Codec::None, 0).unwrap();
-    junk.append(0, Some(b"not a key"), Some(b"not a value"), &[])
-        .unwrap();
-    junk.append(0, None, None, &[]).unwrap();
-    let req = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(5_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(s("__consumer_offsets")))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(home)
-                        .with_records(Some(Bytes::from(junk.build().unwrap()))),
-                ]),
-        ]);
-    let resp = c.call(7, 60, &req).await;
-    assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
     assert_eq!(commit(&mut c, "keep", -1, "", &[(1, 43)]).await, vec![0]);
     drop(c);
     let dir = broker.stop().await;
+
+    // Clients cannot produce to the offsets topic (PRO-83), so the foreign
+    // records are written straight into its log while the broker is down.
+    let home = coordinator_partition("keep", 4);
+    let tp = TopicPartition::new("__consumer_offsets", home);
+    let dirs = vec![dir.path().to_path_buf()];
+    let mut logs = LogManager::open(&dirs, 0, LogConfig::default(), 0).unwrap();
+    let log = logs.get_mut(&tp).expect("the offsets partition exists");
+    let mut junk = BatchBuilder::new(2, Codec::None, log.log_end()).unwrap();
+    junk.append(0, Some(b"not a key"), Some(b"not a value"), &[])
+        .unwrap();
+    junk.append(0, None, None, &[]).unwrap();
+    log.append(&junk.build().unwrap(), 0).unwrap();
+    logs.shutdown(0).unwrap();
 
     let broker = TestBroker::start_in(dir, NO_DELAY).await;
     let mut c = broker.connect().await;

@@ -227,6 +227,16 @@ async fn produce_errors_are_kafka_errors() {
         .call(7, 5, &produce_req("t", 0, batch(1, 1, Codec::None), 2))
         .await;
     assert_eq!(first_partition(&resp).0, 21, "INVALID_REQUIRED_ACKS");
+    // spec: PRO-83 — clients may not write to the offsets topic, whether or
+    // not it exists yet.
+    let resp = c
+        .call(
+            7,
+            7,
+            &produce_req("__consumer_offsets", 0, batch(1, 1, Codec::None), 1),
+        )
+        .await;
+    assert_eq!(first_partition(&resp).0, 17, "INVALID_TOPIC_EXCEPTION");
     // Nothing was written by any of these.
     let resp = c.call(11, 6, &fetch_req("t", 0, 0, 0, 0)).await;
     assert_eq!(fetched(&resp).1, 0);

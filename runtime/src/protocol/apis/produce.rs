@@ -77,6 +77,14 @@ pub fn handle(
                 message,
                 appended: None,
             };
+            // spec: PRO-83 — internal topics are written by the broker only.
+            if name == crate::group::OFFSETS_TOPIC {
+                out.push(fail(
+                    ErrorCode::InvalidTopicException,
+                    Some(format!("cannot append to internal topic {name}")),
+                ));
+                continue;
+            }
             // spec: PRO-71 — checks in Kafka's order.
             let Some(meta) = topic.filter(|m| index >= 0 && index < m.partitions) else {
                 out.push(fail(ErrorCode::UnknownTopicOrPartition, None));
