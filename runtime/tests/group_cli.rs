@@ -5,55 +5,15 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const GREGOR: &str = env!("CARGO_BIN_EXE_gregor");
+mod bin_support;
+
+use bin_support::{GREGOR, Proc, free_port, start_broker};
+
 const RECORDS: usize = 400;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn broker(port: u16, data: &std::path::Path) -> Proc {
-    let child = Command::new(GREGOR)
-        .arg("broker")
-        .args([
-            "--override",
-            &format!("listeners=PLAINTEXT://127.0.0.1:{port}"),
-        ])
-        .args(["--override", &format!("log.dirs={}", data.display())])
-        .args(["--override", "group.initial.rebalance.delay.ms=0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "broker did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Proc(child)
-}
 
 fn gregor(bs: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(GREGOR)
@@ -100,7 +60,7 @@ fn member(bs: &str, group: &str, topic: &str) -> (Proc, mpsc::Receiver<String>) 
             }
         }
     });
-    (Proc(child), rx)
+    (Proc::new(child), rx)
 }
 
 /// Polls `groups describe` until `pred` holds on its output.
@@ -119,26 +79,9 @@ fn describe_until(bs: &str, group: &str, what: &str, pred: impl Fn(&str) -> bool
     }
 }
 
-fn sigint(p: &mut Proc) {
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &p.0.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let started = Instant::now();
-    loop {
-        if let Some(s) = p.0.try_wait().unwrap() {
-            assert!(s.success(), "consumer exited with {s}");
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "consumer did not exit"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn sigint(p: Proc) {
+    let s = p.signal("INT");
+    assert!(s.success(), "consumer exited with {s}");
 }
 
 /// Data lines of the per-partition table of `groups describe`.
@@ -154,18 +97,18 @@ fn partition_rows(describe: &str, topic: &str) -> Vec<Vec<String>> {
 fn two_members_split_the_topic_then_reset_replays_it() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _broker = broker(port, dir.path());
+    let _broker = start_broker(port, dir.path(), &["group.initial.rebalance.delay.ms=0"]);
     let bs = format!("127.0.0.1:{port}");
     let (topic, group) = ("orders", "billing");
     ok(&bs, &["topics", "create", topic, "--partitions", "4"]);
 
     // spec: GRP-120, GRP-122 — both members join; the group settles Stable
     // with two members before anything is produced.
-    let (mut a, a_rx) = member(&bs, group, topic);
+    let (a, a_rx) = member(&bs, group, topic);
     describe_until(&bs, group, "the first member", |d| {
         d.contains("State: Stable") && d.contains("Members: 1")
     });
-    let (mut b, b_rx) = member(&bs, group, topic);
+    let (b, b_rx) = member(&bs, group, topic);
     let settled = describe_until(&bs, group, "both members", |d| {
         d.contains("State: Stable") && d.contains("Members: 2")
     });
@@ -251,8 +194,8 @@ fn two_members_split_the_topic_then_reset_replays_it() {
     assert!(String::from_utf8_lossy(&busy.stderr).contains("Empty"));
 
     // spec: GRP-125 — members leave on SIGINT; the group is Empty at once.
-    sigint(&mut a);
-    sigint(&mut b);
+    sigint(a);
+    sigint(b);
     let d = describe_until(&bs, group, "Empty", |d| d.contains("State: Empty"));
     assert!(partition_rows(&d, topic).iter().all(|r| r[4] == "0"));
     assert!(ok(&bs, &["groups", "list"]).contains(&format!("{group}\tEmpty\tconsumer")));
@@ -313,7 +256,7 @@ fn two_members_split_the_topic_then_reset_replays_it() {
 fn count_stops_a_member_and_commits_what_it_printed() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _broker = broker(port, dir.path());
+    let _broker = start_broker(port, dir.path(), &["group.initial.rebalance.delay.ms=0"]);
     let bs = format!("127.0.0.1:{port}");
     let (topic, group) = ("clicks", "audit");
     ok(&bs, &["topics", "create", topic, "--partitions", "1"]);

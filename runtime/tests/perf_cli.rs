@@ -2,53 +2,12 @@
 //! process: the JSON summaries carry every field, and the consumer reads
 //! exactly what the producer had acknowledged (spec: PRD-4, PRD-5, PRD-6).
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const GREGOR: &str = env!("CARGO_BIN_EXE_gregor");
+mod bin_support;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Broker(Child);
-
-impl Broker {
-    fn start(port: u16, data: &std::path::Path) -> Self {
-        let child = Command::new(GREGOR)
-            .arg("broker")
-            .args([
-                "--override",
-                &format!("listeners=PLAINTEXT://127.0.0.1:{port}"),
-            ])
-            .args(["--override", &format!("log.dirs={}", data.display())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "broker did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self(child)
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use bin_support::{GREGOR, free_port, start_broker};
 
 fn perf(args: &[&str]) -> serde_json::Value {
     perf_with_stderr(args).0
@@ -84,7 +43,7 @@ fn f(v: &serde_json::Value, k: &str) -> f64 {
 fn produce_then_consume_reports_and_reads_every_acknowledged_record() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _broker = Broker::start(port, dir.path());
+    let _broker = start_broker(port, dir.path(), &[]);
     let addr = format!("127.0.0.1:{port}");
 
     // Small batches and several requests in flight: the pipelined path.

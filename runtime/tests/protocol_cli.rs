@@ -3,80 +3,12 @@
 //! (spec: PRO-30, PRO-41, PRO-62; PRD-1, PRD-3).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::process::{Command, Output, Stdio};
 
-const GREGOR: &str = env!("CARGO_BIN_EXE_gregor");
+mod bin_support;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Proc(Option<Child>);
-
-impl Proc {
-    fn start(port: u16, data: &Path) -> Self {
-        let child = Command::new(GREGOR)
-            .arg("broker")
-            .args([
-                "--override",
-                &format!("listeners=PLAINTEXT://127.0.0.1:{port}"),
-            ])
-            .args(["--override", &format!("log.dirs={}", data.display())])
-            .args(["--override", "num.partitions=3"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "broker did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self(Some(child))
-    }
-
-    fn signal(mut self, sig: &str) -> ExitStatus {
-        let mut child = self.0.take().unwrap();
-        assert!(
-            Command::new("kill")
-                .arg(format!("-{sig}"))
-                .arg(child.id().to_string())
-                .status()
-                .unwrap()
-                .success()
-        );
-        let started = Instant::now();
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(40),
-                "broker did not exit"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use bin_support::{GREGOR, free_port, start_broker};
 
 fn api_versions_ok(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
@@ -126,16 +58,16 @@ fn unknown_or_invalid_key_stops_startup_naming_the_key() {
 fn sigterm_exits_zero_and_marks_a_clean_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let b = Proc::start(port, dir.path());
+    let b = start_broker(port, dir.path(), &["num.partitions=3"]);
     assert!(api_versions_ok(port));
     let status = b.signal("TERM");
     assert!(status.success(), "exit status {status}");
     assert!(dir.path().join(".gregor_cleanshutdown").exists());
     assert!(dir.path().join("cluster-metadata").exists());
-    let b = Proc::start(port, dir.path());
+    let b = start_broker(port, dir.path(), &["num.partitions=3"]);
     assert!(!dir.path().join(".gregor_cleanshutdown").exists());
     b.signal("KILL");
-    let b = Proc::start(port, dir.path());
+    let b = start_broker(port, dir.path(), &["num.partitions=3"]);
     assert!(api_versions_ok(port));
     assert!(b.signal("INT").success());
 }
@@ -171,7 +103,7 @@ fn ok(out: Output) -> String {
 fn topics_produce_and_consume_commands() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let b = Proc::start(port, dir.path());
+    let b = start_broker(port, dir.path(), &["num.partitions=3"]);
     ok(cli(
         port,
         &[
