@@ -82,12 +82,22 @@ pub fn gregor_bin() -> &'static Path {
     })
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago and was never handed out
+/// before in this test process: tests run in parallel threads, and the
+/// kernel may give a just-released port to the next `bind(0)`, which would
+/// put two brokers on one port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral loopback port")
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("binding an ephemeral loopback port");
+        if HANDED_OUT.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 /// True when something accepts TCP connections on `addr`.

@@ -3,9 +3,11 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+use std::collections::BTreeSet;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The `gregor` binary cargo built for these tests.
@@ -16,13 +18,22 @@ pub const GREGOR: &str = env!("CARGO_BIN_EXE_gregor");
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(40);
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, and never handed out before
+/// in this test process: tests run in parallel threads, and the kernel may
+/// give a just-released port to the next `bind(0)`, which would put two
+/// brokers on one port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if HANDED_OUT.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A child process, killed on drop unless it was already stopped.
@@ -90,11 +101,14 @@ pub fn start_broker(port: u16, data: &Path, overrides: &[&str]) -> Proc {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let proc = Proc::new(child);
+    let mut proc = Proc::new(child);
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(started.elapsed() < START_TIMEOUT, "broker did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The listener must be this broker's, not another process's.
+    let exited = proc.0.as_mut().and_then(|c| c.try_wait().unwrap());
+    assert!(exited.is_none(), "broker on port {port} exited: {exited:?}");
     proc
 }
