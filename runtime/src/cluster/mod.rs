@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
+pub mod link;
+
 use crate::codec::{self, CodecError};
 use crate::config::{self, BrokerConfig};
 
