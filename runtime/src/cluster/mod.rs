@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 pub mod link;
+pub mod znodes;
 
 use crate::codec::{self, CodecError};
 use crate::config::{self, BrokerConfig};
