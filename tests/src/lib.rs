@@ -74,10 +74,25 @@ pub fn gregor_bin() -> &'static Path {
             .unwrap_or_else(|| root.join("target"));
         let built = target.join("debug").join("gregor");
         assert!(built.exists(), "no gregor binary at {}", built.display());
-        let dir = std::env::temp_dir().join(format!("gregor-e2e-bin-{}", std::process::id()));
-        fs::create_dir_all(&dir).expect("creating the binary copy dir");
+        // One copy per build, shared by every test process of that build
+        // (named by the build's size and mtime), so repeated runs do not
+        // fill the temp dir with identical copies.
+        let meta = fs::metadata(&built).expect("reading the gregor binary's metadata");
+        let stamp = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!("gregor-e2e-bin-{}-{stamp}", meta.len()));
         let copy = dir.join("gregor");
-        fs::copy(&built, &copy).expect("copying the gregor binary");
+        if fs::metadata(&copy).ok().map(|m| m.len()) != Some(meta.len()) {
+            fs::create_dir_all(&dir).expect("creating the binary copy dir");
+            // Copy under a private name, then rename: a process racing us
+            // never runs a half-written file.
+            let tmp = dir.join(format!("gregor.{}", std::process::id()));
+            fs::copy(&built, &tmp).expect("copying the gregor binary");
+            fs::rename(&tmp, &copy).expect("publishing the gregor binary copy");
+        }
         copy
     })
 }
