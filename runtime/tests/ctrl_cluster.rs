@@ -310,3 +310,38 @@ async fn controlled_shutdown_moves_leaders() {
     state_where(&zk, "solo", 0, "offline once 1 is gone", |s| s.leader == -1).await;
     ctl.stop().await;
 }
+
+/// CLU-90, CLU-92: `gregor topics reassign` writes Kafka's request format
+/// and refuses a partition that does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reassign_cli_writes_the_request() {
+    let zk = Zk::new("cli").await;
+    zk.create_topic("c", &[&[1, 2]]).await;
+    let gregor = env!("CARGO_BIN_EXE_gregor");
+    let run = |args: &[&str]| {
+        std::process::Command::new(gregor)
+            .args(["topics", "reassign", "--zookeeper", &zk.connect])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let bad = run(&["--topic", "c", "--partition", "5", "--replicas", "2,3"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no partition 5"));
+    let ok = run(&["--topic", "c", "--partition", "0", "--replicas", "3,2"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let (d, _) = zk.admin.get_data(znodes::ADMIN_REASSIGN).await.unwrap();
+    let r: znodes::ReassignmentZnode = znodes::decode(znodes::ADMIN_REASSIGN, &d).unwrap();
+    assert_eq!(
+        r.partitions,
+        vec![ReassignmentEntry {
+            topic: "c".into(),
+            partition: 0,
+            replicas: vec![3, 2]
+        }]
+    );
+}

@@ -601,3 +601,205 @@ fn plan_rebalance(
     }
     txns
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::znodes::ReassignmentEntry;
+
+    fn broker(id: i32, unclean_start: bool) -> (BrokerId, (BrokerZnode, i64)) {
+        let z = BrokerZnode {
+            version: 5,
+            host: "h".into(),
+            port: 9092,
+            jmx_port: -1,
+            timestamp: "0".into(),
+            endpoints: vec![],
+            listener_security_protocol_map: BTreeMap::new(),
+            rack: None,
+            unclean_start,
+        };
+        (BrokerId(id), (z, 100 + i64::from(id)))
+    }
+
+    fn topic(assignment: &[&[i32]], states: &[(i32, &[i32], i32)]) -> TopicSnapshot {
+        TopicSnapshot {
+            znode: TopicZnode {
+                version: 3,
+                partitions: assignment
+                    .iter()
+                    .enumerate()
+                    .map(|(p, r)| (p.to_string(), r.to_vec()))
+                    .collect(),
+                adding_replicas: BTreeMap::new(),
+                removing_replicas: BTreeMap::new(),
+                topic_id: None,
+            },
+            version: 0,
+            partitions_node: true,
+            partition_nodes: (0..assignment.len() as i32).collect(),
+            states: states
+                .iter()
+                .enumerate()
+                .map(|(p, (leader, isr, epoch))| {
+                    (
+                        p as i32,
+                        (
+                            PartitionStateZnode {
+                                controller_epoch: 1,
+                                leader: *leader,
+                                version: 1,
+                                leader_epoch: *epoch,
+                                isr: isr.to_vec(),
+                            },
+                            4,
+                        ),
+                    )
+                })
+                .collect(),
+            config_node: true,
+        }
+    }
+
+    fn config(unclean: bool) -> PlanConfig {
+        PlanConfig {
+            core: ControllerConfig {
+                min_insync_replicas: 1,
+                unclean_leader_election: unclean,
+            },
+            imbalance_percentage: 10,
+        }
+    }
+
+    fn written_state(txn: &Txn) -> (String, PartitionStateZnode, i32) {
+        match &txn.ops[..] {
+            [
+                WriteOp::Set {
+                    path,
+                    data,
+                    version,
+                },
+            ] => (path.clone(), znodes::decode(path, data).unwrap(), *version),
+            other => panic!("not a single state write: {other:?}"),
+        }
+    }
+
+    /// CLU-67, REP-20, REP-21: with only out-of-sync replicas alive the
+    /// partition stays offline unless unclean election is enabled.
+    #[test]
+    fn unclean_election_only_when_enabled() {
+        let mut snap = Snapshot::default();
+        snap.brokers.extend([broker(3, false)]);
+        snap.topics
+            .insert("t".into(), topic(&[&[1, 2, 3]], &[(1, &[1, 2], 5)]));
+        let clean = plan(&snap, &config(false), &BTreeMap::new(), 2, false);
+        let (_, s, _) = written_state(&clean.txns[0]);
+        assert_eq!(s.leader, -1, "offline");
+        assert_eq!(s.isr.len(), 1, "REP-18: the ISR keeps one member");
+        let unclean = plan(&snap, &config(true), &BTreeMap::new(), 2, false);
+        let (path, s, version) = written_state(&unclean.txns[0]);
+        assert_eq!(path, "/brokers/topics/t/partitions/0/state");
+        assert_eq!((s.leader, s.leader_epoch, s.isr), (3, 6, vec![3]));
+        assert_eq!(
+            (version, s.controller_epoch),
+            (4, 2),
+            "conditional, stamped"
+        );
+    }
+
+    /// CLU-68: an unclean start is handled once per registration.
+    #[test]
+    fn unclean_start_handled_once() {
+        let mut snap = Snapshot::default();
+        snap.brokers.extend([broker(1, false), broker(2, true)]);
+        snap.topics
+            .insert("t".into(), topic(&[&[1, 2]], &[(1, &[1, 2], 0)]));
+        let first = plan(&snap, &config(false), &BTreeMap::new(), 1, false);
+        let (_, s, _) = written_state(&first.txns[0]);
+        assert_eq!((s.leader, s.isr), (1, vec![1]));
+        let again = plan(&snap, &config(false), &first.seen, 1, false);
+        assert!(again.txns.is_empty(), "{:?}", again.txns);
+    }
+
+    /// CLU-79: a request with a repeated broker is dropped; a finished one
+    /// too.
+    #[test]
+    fn bad_or_finished_reassignments_are_dropped() {
+        let mut snap = Snapshot::default();
+        snap.brokers.extend([broker(1, false), broker(2, false)]);
+        snap.topics.insert(
+            "t".into(),
+            topic(&[&[1, 2], &[2, 1]], &[(1, &[1, 2], 0), (2, &[1, 2], 0)]),
+        );
+        snap.reassignment = Some((
+            ReassignmentZnode {
+                version: 1,
+                partitions: vec![
+                    ReassignmentEntry {
+                        topic: "t".into(),
+                        partition: 0,
+                        replicas: vec![2, 2],
+                    },
+                    ReassignmentEntry {
+                        topic: "t".into(),
+                        partition: 1,
+                        replicas: vec![2, 1],
+                    },
+                ],
+            },
+            7,
+        ));
+        let p = plan(&snap, &config(false), &BTreeMap::new(), 1, false);
+        assert_eq!(p.txns.len(), 1, "{:?}", p.txns);
+        assert_eq!(
+            p.txns[0].ops,
+            vec![WriteOp::Delete {
+                path: znodes::ADMIN_REASSIGN.into()
+            }]
+        );
+    }
+
+    /// CLU-80, CLU-81: no move while the imbalance is within the
+    /// percentage; a move back to the preferred leader beyond it.
+    #[test]
+    fn rebalance_respects_the_percentage() {
+        let mut snap = Snapshot::default();
+        snap.brokers.extend([broker(1, false), broker(2, false)]);
+        // Broker 1 is preferred for 10 partitions and leads 9 of them.
+        let assignment: Vec<&[i32]> = vec![&[1, 2]; 10];
+        let mut states: Vec<(i32, &[i32], i32)> = vec![(1, &[1, 2], 0); 10];
+        states[3] = (2, &[1, 2], 1);
+        snap.topics.insert("t".into(), topic(&assignment, &states));
+        let mut cfg = config(false);
+        assert!(
+            plan(&snap, &cfg, &BTreeMap::new(), 1, true).txns.is_empty(),
+            "10% is not above 10%"
+        );
+        cfg.imbalance_percentage = 5;
+        assert!(
+            plan(&snap, &cfg, &BTreeMap::new(), 1, false)
+                .txns
+                .is_empty(),
+            "only when due"
+        );
+        let p = plan(&snap, &cfg, &BTreeMap::new(), 1, true);
+        let (path, s, _) = written_state(&p.txns[0]);
+        assert_eq!(path, "/brokers/topics/t/partitions/3/state");
+        assert_eq!((s.leader, s.leader_epoch), (1, 2));
+    }
+
+    /// CLU-75: a deletion request for a topic that is already gone only
+    /// removes the request.
+    #[test]
+    fn deletion_of_a_missing_topic_clears_the_request() {
+        let mut snap = Snapshot::default();
+        snap.deletions.insert("gone".into());
+        let p = plan(&snap, &config(false), &BTreeMap::new(), 1, false);
+        assert_eq!(
+            p.txns[0].ops,
+            vec![WriteOp::Delete {
+                path: "/admin/delete_topics/gone".into()
+            }]
+        );
+    }
+}
