@@ -63,6 +63,7 @@ pub async fn controlled_shutdown(
     let start = Instant::now();
     let path = znodes::controlled_shutdown_path(broker);
     loop {
+        // spec: CLU-86 — (re-)create the request.
         match client.create(&path, &[], &zkio::ephemeral()).await {
             Ok(_) | Err(zk::Error::NodeExists) => {}
             Err(zk::Error::NoNode) => {

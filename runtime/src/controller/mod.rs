@@ -167,7 +167,8 @@ pub async fn run(client: zk::Client, mut ctx: ControllerContext) {
         };
         match end {
             End::Done => {
-                // Hand the role over at once rather than at session expiry.
+                // spec: CLU-63 — hand the role over at once rather than at
+                // session expiry.
                 if !terminal(client.state()) {
                     resign(&client).await;
                 }
@@ -298,6 +299,8 @@ async fn serve(client: &zk::Client, settings: &Settings, epoch: Epoch) -> End {
             return End::Lost;
         }
     };
+    // spec: CLU-69 — passes on every event, periodically, and after
+    // conflicts.
     let mut seen: BTreeMap<BrokerId, i64> = BTreeMap::new();
     let mut dirty = true;
     let mut rebalance_due = false;

@@ -235,6 +235,7 @@ pub fn plan(
         let Some(after) = core.partition(tp) else {
             continue;
         };
+        // spec: CLU-72
         if same_decision(before, after) {
             continue;
         }

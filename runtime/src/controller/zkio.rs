@@ -43,7 +43,7 @@ pub(crate) async fn data(
     }
 }
 
-/// Creates the persistent layout nodes that are missing.
+/// Creates the persistent layout nodes that are missing (spec: CLU-64).
 pub(crate) async fn ensure_layout(client: &zk::Client) -> Result<(), zk::Error> {
     for path in znodes::PERSISTENT_PATHS {
         match client.create(path, &[], &persistent()).await {
@@ -188,6 +188,7 @@ pub(crate) async fn execute(
             Err(ControllerError::Fenced)
         }
         Err(MultiWriteError::OperationFailed { index, source }) => {
+            // spec: CLU-73 — the next pass reads again.
             tracing::debug!(what = %txn.what, index, error = %source, "controller write conflicted");
             match source {
                 zk::Error::BadVersion
