@@ -48,6 +48,37 @@ async fn election_and_reelection() {
     b.stop().await;
 }
 
+/// CLU-60, CLU-63: a controller cut off from ZooKeeper loses its session;
+/// `/controller` goes with it, another broker takes over with a higher
+/// epoch, and the old controller's `run` returns once it learns that its
+/// session expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_controller_is_replaced() {
+    let zk = Zk::new("isolation").await;
+    let proxy = zk.proxy().await;
+    let _b2 = zk.register(2, false).await;
+    let old = zk.start_controller_via(&proxy, 1, &[]).await;
+    eventually("1 controls", || async {
+        (zk.controller().await == Some(1)).then_some(())
+    })
+    .await;
+    let other = zk.start_controller(2, &[]).await;
+    proxy.cut();
+    eventually("2 takes over", || async {
+        (zk.controller().await == Some(2)).then_some(())
+    })
+    .await;
+    assert_eq!(zk.controller_epoch().await, Some(2));
+    proxy.restore().await;
+    old.ended().await;
+    assert_eq!(
+        zk.controller().await,
+        Some(2),
+        "the old controller did not come back"
+    );
+    other.stop().await;
+}
+
 /// CLU-70, CLU-66, CLU-67, REP-18, REP-20: initial state for a new topic;
 /// when the leader's registration goes, the next ISR member leads with a
 /// bumped leader epoch; the ISR is not shrunk below min.insync.replicas;
@@ -148,6 +179,16 @@ async fn new_topic_then_deletion() {
         (2, vec![2]),
         "CLU-70: ISR = live replicas"
     );
+
+    // A partition added to the existing topic gets its state too.
+    let mut t = zk.topic("d").await.unwrap();
+    t.partitions.insert("2".into(), vec![2, 1]);
+    zk.admin
+        .set_data(&znodes::topic_path("d"), &znodes::encode(&t), None)
+        .await
+        .unwrap();
+    let (s2, _) = state_where(&zk, "d", 2, "p2", |_| true).await;
+    assert_eq!((s2.leader, s2.leader_epoch, s2.isr), (2, 0, vec![1, 2]));
 
     zk.admin
         .create(

@@ -174,7 +174,10 @@ pub async fn run(client: zk::Client, mut ctx: ControllerContext) {
                 }
                 return;
             }
-            End::Lost => tracing::warn!(broker = ctx.broker_id.0, "controllership lost"),
+            End::Lost => {
+                tracing::warn!(broker = ctx.broker_id.0, "controllership lost");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
         }
     }
 }

@@ -227,11 +227,89 @@ impl Zk {
     /// broker settings `pairs`.
     pub async fn start_controller(&self, broker: i32, pairs: &[(&str, &str)]) -> RunningController {
         let client = self.session().await;
+        Self::spawn_controller(client, broker, pairs)
+    }
+
+    /// Starts a controller whose session goes through `proxy`.
+    pub async fn start_controller_via(
+        &self,
+        proxy: &Proxy,
+        broker: i32,
+        pairs: &[(&str, &str)],
+    ) -> RunningController {
+        let chroot = self.connect.split_once('/').map_or("", |c| c.1);
+        let client = Client::connector()
+            .with_session_timeout(Duration::from_millis(2000))
+            .connect(&format!("127.0.0.1:{}/{chroot}", proxy.port))
+            .await
+            .unwrap();
+        Self::spawn_controller(client, broker, pairs)
+    }
+
+    fn spawn_controller(client: Client, broker: i32, pairs: &[(&str, &str)]) -> RunningController {
         let config = Arc::new(BrokerConfig::from_pairs(pairs.iter().copied()).unwrap());
         let (stop, rx) = tokio::sync::watch::channel(false);
         let ctx = ControllerContext::new(config, BrokerId(broker), rx);
         let task = tokio::spawn(controller::run(client, ctx));
         RunningController { stop, task }
+    }
+
+    /// A TCP proxy in front of the shared ZooKeeper.
+    pub async fn proxy(&self) -> Proxy {
+        let upstream = server();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let p = Proxy {
+            port,
+            upstream,
+            tasks: Arc::new(std::sync::Mutex::new(Vec::new())),
+        };
+        p.serve(listener);
+        p
+    }
+}
+
+/// Forwards connections to ZooKeeper until cut: a way to isolate one
+/// session from ZooKeeper as a network partition would.
+pub struct Proxy {
+    /// The port clients connect to.
+    pub port: u16,
+    upstream: u16,
+    tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let upstream = self.upstream;
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut up) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+                tasks.lock().unwrap().push(conn);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Drops every connection and refuses new ones.
+    pub fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    /// Accepts connections again on the same port.
+    pub async fn restore(&self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        self.serve(listener);
     }
 }
 
@@ -242,6 +320,14 @@ pub struct RunningController {
 }
 
 impl RunningController {
+    /// Waits for `run` to return by itself.
+    pub async fn ended(self) {
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("run returns when its session ends")
+            .unwrap();
+    }
+
     /// Fires `stop` and waits for `run` to return.
     pub async fn stop(self) {
         self.stop.send(true).unwrap();
