@@ -22,15 +22,6 @@ pub(crate) fn ephemeral() -> zk::CreateOptions<'static> {
     CreateMode::Ephemeral.with_acls(Acls::anyone_all())
 }
 
-/// Children of `path`, empty when the node does not exist.
-pub(crate) async fn children(client: &zk::Client, path: &str) -> Result<Vec<String>, zk::Error> {
-    match client.list_children(path).await {
-        Ok(c) => Ok(c),
-        Err(zk::Error::NoNode) => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Data and stat of `path`, `None` when it does not exist.
 pub(crate) async fn data(
     client: &zk::Client,
@@ -54,76 +45,127 @@ pub(crate) async fn ensure_layout(client: &zk::Client) -> Result<(), zk::Error> 
     Ok(())
 }
 
-/// Reads everything a pass needs. Damaged payloads are logged and skipped
-/// (spec: CLU-74): one bad node must not stop the controller.
+/// Reads in one batched request per step, up to this many at a time.
+const READ_BATCH: usize = 500;
+
+/// One read of a batch.
+enum Read {
+    Data(String),
+    Children(String),
+}
+
+/// The answer to one [`Read`]; `None` when the node does not exist.
+enum Answer {
+    Data(Option<(Vec<u8>, zk::Stat)>),
+    Children(Option<Vec<String>>),
+}
+
+impl Answer {
+    fn data(self) -> Option<(Vec<u8>, zk::Stat)> {
+        match self {
+            Answer::Data(d) => d,
+            Answer::Children(_) => None,
+        }
+    }
+
+    fn children(self) -> Vec<String> {
+        match self {
+            Answer::Children(c) => c.unwrap_or_default(),
+            Answer::Data(_) => Vec::new(),
+        }
+    }
+
+    fn exists(&self) -> bool {
+        matches!(self, Answer::Data(Some(_)) | Answer::Children(Some(_)))
+    }
+}
+
+/// Runs `reads` as ZooKeeper multi-reads (one round trip per
+/// [`READ_BATCH`] reads; each batch is a consistent view).
+async fn read_batch(client: &zk::Client, reads: &[Read]) -> Result<Vec<Answer>, zk::Error> {
+    let mut out = Vec::with_capacity(reads.len());
+    for chunk in reads.chunks(READ_BATCH) {
+        let mut r = client.new_multi_reader();
+        for read in chunk {
+            match read {
+                Read::Data(p) => r.add_get_data(p)?,
+                Read::Children(p) => r.add_get_children(p)?,
+            }
+        }
+        let results = r.commit().await?;
+        if results.len() != chunk.len() {
+            return Err(zk::Error::UnexpectedError(format!(
+                "multi-read answered {} of {} reads",
+                results.len(),
+                chunk.len()
+            )));
+        }
+        for (read, result) in chunk.iter().zip(results) {
+            out.push(match (read, result) {
+                (Read::Data(_), zk::MultiReadResult::Data { data, stat }) => {
+                    Answer::Data(Some((data, stat)))
+                }
+                (Read::Children(_), zk::MultiReadResult::Children { children }) => {
+                    Answer::Children(Some(children))
+                }
+                (
+                    Read::Data(_),
+                    zk::MultiReadResult::Error {
+                        err: zk::Error::NoNode,
+                    },
+                ) => Answer::Data(None),
+                (
+                    Read::Children(_),
+                    zk::MultiReadResult::Error {
+                        err: zk::Error::NoNode,
+                    },
+                ) => Answer::Children(None),
+                (_, zk::MultiReadResult::Error { err }) => return Err(err),
+                (_, other) => {
+                    return Err(zk::Error::UnexpectedError(format!(
+                        "multi-read answer {other:?} does not match its request"
+                    )));
+                }
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Reads everything a pass needs, in three batched round trips. Damaged
+/// payloads are logged and skipped (spec: CLU-74): one bad node must not
+/// stop the controller.
 pub async fn read_snapshot(client: &zk::Client) -> Result<Snapshot, zk::Error> {
     let mut snap = Snapshot::default();
-    for id in children(client, znodes::BROKER_IDS).await? {
-        let Ok(n) = id.parse::<i32>() else { continue };
-        let path = znodes::broker_path(BrokerId(n));
-        let Some((d, stat)) = data(client, &path).await? else {
-            continue;
-        };
-        match znodes::decode::<BrokerZnode>(&path, &d) {
-            Ok(b) => {
-                snap.brokers.insert(BrokerId(n), (b, stat.czxid));
-            }
-            Err(e) => tracing::warn!(error = %e, "broker registration skipped"),
-        }
-    }
-    for t in children(client, znodes::BROKER_TOPICS).await? {
-        let path = znodes::topic_path(&t);
-        let Some((d, stat)) = data(client, &path).await? else {
-            continue;
-        };
-        let znode = match znodes::decode::<TopicZnode>(&path, &d) {
-            Ok(z) => z,
-            Err(e) => {
-                tracing::warn!(error = %e, "topic skipped");
-                continue;
-            }
-        };
-        let parts = children(client, &znodes::partitions_path(&t)).await?;
-        let partitions_node = client
-            .check_stat(&znodes::partitions_path(&t))
-            .await?
-            .is_some();
-        let mut partition_nodes = BTreeSet::new();
-        let mut states = BTreeMap::new();
-        for p in parts {
-            let Ok(p) = p.parse::<i32>() else { continue };
-            partition_nodes.insert(p);
-            let spath = znodes::partition_state_path(&t, p);
-            if let Some((d, stat)) = data(client, &spath).await? {
-                match znodes::decode::<PartitionStateZnode>(&spath, &d) {
-                    Ok(s) => {
-                        states.insert(p, (s, stat.version));
-                    }
-                    Err(e) => tracing::warn!(error = %e, "partition state skipped"),
-                }
-            }
-        }
-        let config_node = client
-            .check_stat(&znodes::topic_config_path(&t))
-            .await?
-            .is_some();
-        snap.topics.insert(
-            t,
-            TopicSnapshot {
-                znode,
-                version: stat.version,
-                partitions_node,
-                partition_nodes,
-                states,
-                config_node,
-            },
-        );
-    }
-    snap.deletions = children(client, znodes::ADMIN_DELETE_TOPICS)
-        .await?
-        .into_iter()
+    let first = read_batch(
+        client,
+        &[
+            Read::Children(znodes::BROKER_IDS.into()),
+            Read::Children(znodes::BROKER_TOPICS.into()),
+            Read::Children(znodes::ADMIN_DELETE_TOPICS.into()),
+            Read::Data(znodes::ADMIN_REASSIGN.into()),
+            Read::Children(znodes::ADMIN_CONTROLLED_SHUTDOWN.into()),
+        ],
+    )
+    .await?;
+    let mut first = first.into_iter();
+    let (Some(ids), Some(topics), Some(deletions), Some(reassign), Some(shutdowns)) = (
+        first.next(),
+        first.next(),
+        first.next(),
+        first.next(),
+        first.next(),
+    ) else {
+        return Err(zk::Error::UnexpectedError("short multi-read".into()));
+    };
+    let ids: Vec<i32> = ids
+        .children()
+        .iter()
+        .filter_map(|c| c.parse().ok())
         .collect();
-    if let Some((d, stat)) = data(client, znodes::ADMIN_REASSIGN).await? {
+    let topics = topics.children();
+    snap.deletions = deletions.children().into_iter().collect();
+    if let Some((d, stat)) = reassign.data() {
         match znodes::decode::<ReassignmentZnode>(znodes::ADMIN_REASSIGN, &d) {
             Ok(r) => snap.reassignment = Some((r, stat.version)),
             Err(e) => {
@@ -140,11 +182,90 @@ pub async fn read_snapshot(client: &zk::Client) -> Result<Snapshot, zk::Error> {
             }
         }
     }
-    snap.shutting_down = children(client, znodes::ADMIN_CONTROLLED_SHUTDOWN)
-        .await?
+    snap.shutting_down = shutdowns
+        .children()
         .iter()
         .filter_map(|c| c.parse().ok().map(BrokerId))
         .collect();
+
+    let mut second = Vec::with_capacity(ids.len() + 3 * topics.len());
+    for id in &ids {
+        second.push(Read::Data(znodes::broker_path(BrokerId(*id))));
+    }
+    for t in &topics {
+        second.push(Read::Data(znodes::topic_path(t)));
+        second.push(Read::Children(znodes::partitions_path(t)));
+        second.push(Read::Data(znodes::topic_config_path(t)));
+    }
+    let mut second = read_batch(client, &second).await?.into_iter();
+    for id in &ids {
+        let path = znodes::broker_path(BrokerId(*id));
+        let Some((d, stat)) = second.next().and_then(Answer::data) else {
+            continue;
+        };
+        match znodes::decode::<BrokerZnode>(&path, &d) {
+            Ok(b) => {
+                snap.brokers.insert(BrokerId(*id), (b, stat.czxid));
+            }
+            Err(e) => tracing::warn!(error = %e, "broker registration skipped"),
+        }
+    }
+    let mut third = Vec::new();
+    let mut wanted: Vec<(String, i32)> = Vec::new();
+    for t in topics {
+        let (Some(topic), Some(parts), Some(config)) =
+            (second.next(), second.next(), second.next())
+        else {
+            break;
+        };
+        let path = znodes::topic_path(&t);
+        let Some((d, stat)) = topic.data() else {
+            continue;
+        };
+        let znode = match znodes::decode::<TopicZnode>(&path, &d) {
+            Ok(z) => z,
+            Err(e) => {
+                tracing::warn!(error = %e, "topic skipped");
+                continue;
+            }
+        };
+        let partitions_node = parts.exists();
+        let partition_nodes: BTreeSet<i32> = parts
+            .children()
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        for p in &partition_nodes {
+            third.push(Read::Data(znodes::partition_state_path(&t, *p)));
+            wanted.push((t.clone(), *p));
+        }
+        snap.topics.insert(
+            t,
+            TopicSnapshot {
+                znode,
+                version: stat.version,
+                partitions_node,
+                partition_nodes,
+                states: BTreeMap::new(),
+                config_node: config.exists(),
+            },
+        );
+    }
+    let answers = read_batch(client, &third).await?;
+    for ((t, p), answer) in wanted.into_iter().zip(answers) {
+        let Some((d, stat)) = answer.data() else {
+            continue;
+        };
+        let spath = znodes::partition_state_path(&t, p);
+        match znodes::decode::<PartitionStateZnode>(&spath, &d) {
+            Ok(s) => {
+                if let Some(ts) = snap.topics.get_mut(&t) {
+                    ts.states.insert(p, (s, stat.version));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "partition state skipped"),
+        }
+    }
     Ok(snap)
 }
 
