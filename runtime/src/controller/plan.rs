@@ -219,6 +219,15 @@ pub fn plan(
     for b in referenced.difference(&live) {
         core.handle_broker_failure(*b);
     }
+    // spec: CLU-68 — a broker that registered again since the last pass
+    // (a new czxid, so it went away in between) is failed first, as if its
+    // loss had been seen: it gives up its leaderships with a leader-epoch
+    // bump before it starts again.
+    for b in &live {
+        if seen.get(b).is_some_and(|czxid| *czxid != snap.brokers[b].1) {
+            core.handle_broker_failure(*b);
+        }
+    }
     // spec: CLU-67, CLU-68 — every live broker takes the offline partitions
     // it can lead; a registration not seen before that came from an
     // unclean start leaves the ISRs it is in (REP-22).
@@ -720,6 +729,22 @@ mod tests {
         assert_eq!((s.leader, s.isr), (1, vec![1]));
         let again = plan(&snap, &config(false), &first.seen, 1, false);
         assert!(again.txns.is_empty(), "{:?}", again.txns);
+    }
+
+    /// CLU-68: a broker that registered again between two passes loses
+    /// its leadership as if its loss had been seen.
+    #[test]
+    fn quick_reregistration_is_a_restart() {
+        let mut snap = Snapshot::default();
+        snap.brokers.extend([broker(1, false), broker(2, false)]);
+        snap.topics
+            .insert("t".into(), topic(&[&[1, 2]], &[(1, &[1, 2], 3)]));
+        let first = plan(&snap, &config(false), &BTreeMap::new(), 1, false);
+        assert!(first.txns.is_empty());
+        snap.brokers.get_mut(&BrokerId(1)).unwrap().1 += 1000;
+        let p = plan(&snap, &config(false), &first.seen, 1, false);
+        let (_, s, _) = written_state(&p.txns[0]);
+        assert_eq!((s.leader, s.leader_epoch, s.isr), (2, 4, vec![2]));
     }
 
     /// CLU-79: a request with a repeated broker is dropped; a finished one
