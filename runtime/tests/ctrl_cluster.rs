@@ -118,6 +118,16 @@ async fn broker_loss_moves_leadership() {
     let _b2 = zk.register(2, true).await;
     let (s, _) = state_where(&zk, "t", 0, "2 leaves the ISR", |s| s.isr == vec![3]).await;
     assert_eq!((s.leader, s.leader_epoch), (3, 2), "leadership unchanged");
+    let flag_cleared = || async {
+        let (d, _) = zk
+            .admin
+            .get_data(&znodes::broker_path(BrokerId(2)))
+            .await
+            .ok()?;
+        let b: znodes::BrokerZnode = znodes::decode("/brokers/ids/2", &d).ok()?;
+        (!b.unclean_start).then_some(())
+    };
+    eventually("CLU-68: unclean start marked handled", flag_cleared).await;
     ctl.stop().await;
 }
 

@@ -398,6 +398,13 @@ async fn pass(
         }
     }
     if !conflict {
+        for txn in &plan.after {
+            if zkio::execute(client, epoch.1, txn).await? == zkio::TxnOutcome::Conflict {
+                conflict = true;
+            }
+        }
+    }
+    if !conflict {
         *seen = plan.seen;
     }
     Ok(conflict)

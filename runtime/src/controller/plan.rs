@@ -39,6 +39,9 @@ pub struct Snapshot {
     /// Registered brokers with the czxid of their registration (the broker
     /// epoch, REP-23).
     pub brokers: BTreeMap<BrokerId, (BrokerZnode, i64)>,
+    /// The data version of each registration (CLU-68 clears
+    /// `unclean_start` at it).
+    pub broker_versions: BTreeMap<BrokerId, i32>,
     /// Topics by name.
     pub topics: BTreeMap<String, TopicSnapshot>,
     /// Children of `/admin/delete_topics`.
@@ -98,8 +101,11 @@ pub struct Txn {
 pub struct Plan {
     /// Transactions to run, independent of each other.
     pub txns: Vec<Txn>,
-    /// Registrations (broker → czxid) whose start has now been handled; to
-    /// be remembered once every transaction has succeeded (CLU-68).
+    /// Transactions to run only when every one of `txns` applied: they
+    /// record that an unclean start was handled (CLU-68).
+    pub after: Vec<Txn>,
+    /// Registrations (broker → czxid) live in this pass; to be remembered
+    /// once every transaction has succeeded (CLU-68).
     pub seen: BTreeMap<BrokerId, i64>,
 }
 
@@ -229,14 +235,32 @@ pub fn plan(
         }
     }
     // spec: CLU-67, CLU-68 — every live broker takes the offline partitions
-    // it can lead; a registration not seen before that came from an
-    // unclean start leaves the ISRs it is in (REP-22).
+    // it can lead; a registration that still says it came from an unclean
+    // start leaves the ISRs it is in (REP-22), and once that is written the
+    // flag is cleared in the registration, so that no later pass or later
+    // controller applies it again.
     let mut new_seen = BTreeMap::new();
+    let mut after = Vec::new();
     for b in &live {
         let (znode, czxid) = &snap.brokers[b];
-        let fresh = seen.get(b) != Some(czxid);
-        core.handle_broker_startup(*b, !(fresh && znode.unclean_start));
+        core.handle_broker_startup(*b, !znode.unclean_start);
         new_seen.insert(*b, *czxid);
+        if znode.unclean_start
+            && let Some(version) = snap.broker_versions.get(b)
+        {
+            let handled = BrokerZnode {
+                unclean_start: false,
+                ..znode.clone()
+            };
+            after.push(Txn {
+                what: format!("unclean start of broker {} handled", b.0),
+                ops: vec![WriteOp::Set {
+                    path: znodes::broker_path(*b),
+                    data: znodes::encode(&handled),
+                    version: *version,
+                }],
+            });
+        }
     }
 
     let mut decided: BTreeMap<TopicPartition, PartitionState> = BTreeMap::new();
@@ -290,6 +314,7 @@ pub fn plan(
 
     Plan {
         txns,
+        after,
         seen: new_seen,
     }
 }
@@ -717,18 +742,50 @@ mod tests {
         );
     }
 
-    /// CLU-68: an unclean start is handled once per registration.
+    /// CLU-68: an unclean start leaves the ISR; then the flag is cleared
+    /// in the registration, at its version, and nothing more happens.
     #[test]
     fn unclean_start_handled_once() {
         let mut snap = Snapshot::default();
         snap.brokers.extend([broker(1, false), broker(2, true)]);
+        snap.broker_versions.insert(BrokerId(2), 0);
         snap.topics
             .insert("t".into(), topic(&[&[1, 2]], &[(1, &[1, 2], 0)]));
         let first = plan(&snap, &config(false), &BTreeMap::new(), 1, false);
         let (_, s, _) = written_state(&first.txns[0]);
         assert_eq!((s.leader, s.isr), (1, vec![1]));
+        let (path, b, version) = match &first.after[..] {
+            [Txn { ops, .. }] => match &ops[..] {
+                [
+                    WriteOp::Set {
+                        path,
+                        data,
+                        version,
+                    },
+                ] => (
+                    path.clone(),
+                    znodes::decode::<BrokerZnode>(path, data).unwrap(),
+                    *version,
+                ),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            (path.as_str(), b.unclean_start, version),
+            ("/brokers/ids/2", false, 0)
+        );
+        snap.brokers.get_mut(&BrokerId(2)).unwrap().0 = b;
+        snap.topics
+            .get_mut("t")
+            .unwrap()
+            .states
+            .get_mut(&0)
+            .unwrap()
+            .0
+            .isr = vec![1, 2];
         let again = plan(&snap, &config(false), &first.seen, 1, false);
-        assert!(again.txns.is_empty(), "{:?}", again.txns);
+        assert!(again.txns.is_empty() && again.after.is_empty(), "{again:?}");
     }
 
     /// CLU-68: a broker that registered again between two passes loses

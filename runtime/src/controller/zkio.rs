@@ -206,6 +206,7 @@ pub async fn read_snapshot(client: &zk::Client) -> Result<Snapshot, zk::Error> {
         match znodes::decode::<BrokerZnode>(&path, &d) {
             Ok(b) => {
                 snap.brokers.insert(BrokerId(*id), (b, stat.czxid));
+                snap.broker_versions.insert(BrokerId(*id), stat.version);
             }
             Err(e) => tracing::warn!(error = %e, "broker registration skipped"),
         }
