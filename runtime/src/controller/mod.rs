@@ -104,6 +104,7 @@ impl Settings {
                     unclean_leader_election: flag("unclean.leader.election.enable", false),
                 },
                 imbalance_percentage: num("leader.imbalance.per.broker.percentage", 10) as u32,
+                delete_topic_enable: config.delete_topic_enable,
             },
             auto_rebalance: flag("auto.leader.rebalance.enable", true),
             rebalance_interval: Duration::from_secs(

@@ -59,6 +59,8 @@ pub struct PlanConfig {
     pub core: ControllerConfig,
     /// `leader.imbalance.per.broker.percentage`.
     pub imbalance_percentage: u32,
+    /// `delete.topic.enable`.
+    pub delete_topic_enable: bool,
 }
 
 /// One write of a transaction.
@@ -143,7 +145,10 @@ pub fn plan(
     // by every other rule.
     for t in &snap.deletions {
         let mut ops = Vec::new();
-        if let Some(ts) = snap.topics.get(t) {
+        if !config.delete_topic_enable {
+            // spec: CLU-75 — with deletion disabled the request is dropped.
+            tracing::warn!(topic = %t, "delete.topic.enable=false: deletion request dropped");
+        } else if let Some(ts) = snap.topics.get(t) {
             for p in ts.states.keys() {
                 ops.push(WriteOp::Delete {
                     path: znodes::partition_state_path(t, *p),
@@ -703,6 +708,7 @@ mod tests {
                 unclean_leader_election: unclean,
             },
             imbalance_percentage: 10,
+            delete_topic_enable: true,
         }
     }
 
@@ -882,6 +888,19 @@ mod tests {
             p.txns[0].ops,
             vec![WriteOp::Delete {
                 path: "/admin/delete_topics/gone".into()
+            }]
+        );
+        // With deletion disabled an existing topic stays; the request goes.
+        snap.deletions = ["t".to_string()].into();
+        snap.topics
+            .insert("t".into(), topic(&[&[1]], &[(1, &[1], 0)]));
+        let mut cfg = config(false);
+        cfg.delete_topic_enable = false;
+        let p = plan(&snap, &cfg, &BTreeMap::new(), 1, false);
+        assert_eq!(
+            p.txns[0].ops,
+            vec![WriteOp::Delete {
+                path: "/admin/delete_topics/t".into()
             }]
         );
     }
