@@ -376,9 +376,14 @@ async fn reassign_cli_writes_the_request() {
             .output()
             .unwrap()
     };
+    let _b2 = zk.register(2, false).await;
+    let _b3 = zk.register(3, false).await;
     let bad = run(&["--topic", "c", "--partition", "5", "--replicas", "2,3"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no partition 5"));
+    let bad = run(&["--topic", "c", "--partition", "0", "--replicas", "3,7"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("broker(s) 7 not registered"));
     let ok = run(&["--topic", "c", "--partition", "0", "--replicas", "3,2"]);
     assert!(
         ok.status.success(),

@@ -67,7 +67,26 @@ pub async fn reassign(args: ReassignArgs) -> anyhow::Result<()> {
     let client = zookeeper_client::Client::connect(&args.zookeeper)
         .await
         .with_context(|| format!("connecting to ZooKeeper at {}", args.zookeeper))?;
+    let registered: Vec<i32> = match client.list_children(znodes::BROKER_IDS).await {
+        Ok(ids) => ids.iter().filter_map(|i| i.parse().ok()).collect(),
+        Err(zookeeper_client::Error::NoNode) => Vec::new(),
+        Err(err) => return Err(err.into()),
+    };
     for e in &entries {
+        let missing: Vec<String> = e
+            .replicas
+            .iter()
+            .filter(|r| !registered.contains(r))
+            .map(i32::to_string)
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "{}-{}: broker(s) {} not registered (live brokers: {registered:?})",
+                e.topic,
+                e.partition,
+                missing.join(",")
+            );
+        }
         let path = znodes::topic_path(&e.topic);
         let (data, _) = match client.get_data(&path).await {
             Ok(d) => d,
