@@ -20,6 +20,9 @@ use zookeeper_client::{Acls, Client, CreateMode};
 /// How long a test waits for the controller to act.
 pub const WAIT: Duration = Duration::from_secs(15);
 
+/// The session timeout of every test session.
+const SESSION_TIMEOUT: Duration = Duration::from_millis(4000);
+
 struct Server {
     port: u16,
 }
@@ -54,8 +57,8 @@ fn server() -> u16 {
                     .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
                     .arg(port.to_string())
                     .arg(dir.path())
-                    // tickTime 100 ms: sessions may be as short as 200 ms.
-                    .arg("100")
+                    // tickTime 250 ms: sessions from 0.5 s to 5 s.
+                    .arg("250")
                     .stdout(Stdio::null())
                     .stderr(Stdio::null());
                 // SAFETY: prctl is async-signal-safe; it only sets a flag of
@@ -118,10 +121,11 @@ impl Zk {
         Zk { connect, admin }
     }
 
-    /// A new session (short timeout, so that a lost one ends fast).
+    /// A new session (short timeout, so that a lost one ends fast, but
+    /// long enough to survive a loaded machine).
     pub async fn session(&self) -> Client {
         Client::connector()
-            .with_session_timeout(Duration::from_millis(2000))
+            .with_session_timeout(SESSION_TIMEOUT)
             .connect(&self.connect)
             .await
             .unwrap()
@@ -239,7 +243,7 @@ impl Zk {
     ) -> RunningController {
         let chroot = self.connect.split_once('/').map_or("", |c| c.1);
         let client = Client::connector()
-            .with_session_timeout(Duration::from_millis(2000))
+            .with_session_timeout(SESSION_TIMEOUT)
             .connect(&format!("127.0.0.1:{}/{chroot}", proxy.port))
             .await
             .unwrap();
