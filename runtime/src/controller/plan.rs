@@ -904,4 +904,90 @@ mod tests {
             }]
         );
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// One partition: replicas (a permutation prefix of brokers 1..=5),
+        /// leader index or none, ISR membership bits.
+        fn partition() -> impl Strategy<Value = (Vec<i32>, Option<usize>, Vec<bool>, i32)> {
+            (1usize..=4, Just(vec![1, 2, 3, 4, 5]).prop_shuffle()).prop_flat_map(|(rf, order)| {
+                let replicas: Vec<i32> = order[..rf].to_vec();
+                (
+                    Just(replicas),
+                    proptest::option::of(0..rf),
+                    proptest::collection::vec(any::<bool>(), rf),
+                    0i32..5,
+                )
+            })
+        }
+
+        proptest! {
+            /// CLU-66, CLU-67, CLU-72, REP-17, REP-18, REP-20: whatever the
+            /// cluster looks like, every state a pass writes names a live
+            /// leader from the old ISR (or none) that is in the new ISR,
+            /// bumps the leader epoch when the leader changes, keeps the
+            /// ISR within the replicas and at least min.insync.replicas
+            /// strong (or as strong as it was), and is conditional on the
+            /// version read.
+            #[test]
+            fn written_states_follow_the_rules(
+                parts in proptest::collection::vec(partition(), 1..5),
+                live in proptest::collection::btree_set(1i32..=5, 0..=5),
+                min in 1usize..=3,
+            ) {
+                let mut snap = Snapshot::default();
+                for b in &live {
+                    let (id, reg) = broker(*b, false);
+                    snap.brokers.insert(id, reg);
+                }
+                let assignment: Vec<&[i32]> = parts.iter().map(|p| p.0.as_slice()).collect();
+                let isrs: Vec<Vec<i32>> = parts
+                    .iter()
+                    .map(|(r, leader, bits, _)| {
+                        r.iter()
+                            .zip(bits)
+                            .enumerate()
+                            .filter(|(i, (_, b))| **b || Some(*i) == *leader)
+                            .map(|(_, (id, _))| *id)
+                            .collect()
+                    })
+                    .collect();
+                let states: Vec<(i32, &[i32], i32)> = parts
+                    .iter()
+                    .zip(&isrs)
+                    .map(|((r, leader, _, epoch), isr)| {
+                        (leader.map_or(-1, |i| r[i]), isr.as_slice(), *epoch)
+                    })
+                    .collect();
+                snap.topics.insert("t".into(), topic(&assignment, &states));
+                let mut cfg = config(false);
+                cfg.core.min_insync_replicas = min;
+                let p = plan(&snap, &cfg, &BTreeMap::new(), 3, false);
+                for txn in &p.txns {
+                    let (path, s, version) = written_state(txn);
+                    let part: usize = path.split('/').nth(5).unwrap().parse().unwrap();
+                    let (before_leader, before_isr, before_epoch) = states[part];
+                    let replicas = &parts[part].0;
+                    prop_assert_eq!(version, 4);
+                    prop_assert_eq!(s.controller_epoch, 3);
+                    prop_assert!(s.isr.iter().all(|m| replicas.contains(m)), "{:?}", s);
+                    if s.leader >= 0 {
+                        prop_assert!(live.contains(&s.leader), "{:?}", s);
+                        prop_assert!(s.isr.contains(&s.leader), "{:?}", s);
+                        prop_assert!(before_isr.contains(&s.leader), "clean election: {:?}", s);
+                    }
+                    if s.leader != before_leader && s.leader >= 0 {
+                        prop_assert!(s.leader_epoch > before_epoch, "{:?}", s);
+                    }
+                    prop_assert!(
+                        s.isr.len() >= min.min(before_isr.len()),
+                        "ISR {:?} below min.insync {} (was {:?})", s.isr, min, before_isr
+                    );
+                }
+            }
+        }
+    }
 }
