@@ -7,6 +7,7 @@ pub mod client;
 pub mod cluster;
 pub mod codec;
 pub mod config;
+pub mod controller;
 pub mod group;
 pub mod partition;
 pub mod protocol;

@@ -8,6 +8,7 @@
 pub mod groups;
 pub mod perf;
 pub mod tools;
+pub mod topics;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -53,10 +53,15 @@ pub enum TopicsCmd {
         /// Topic name.
         topic: String,
     },
+    /// Move partition replicas to other brokers (ZooKeeper mode).
+    Reassign(super::topics::ReassignArgs),
 }
 
 /// Runs `gregor topics`.
 pub async fn topics(bootstrap: &str, cmd: TopicsCmd) -> anyhow::Result<()> {
+    if let TopicsCmd::Reassign(args) = cmd {
+        return super::topics::reassign(args).await;
+    }
     let mut c = Client::connect(bootstrap).await?;
     let mut out = std::io::stdout().lock();
     match cmd {
@@ -133,6 +138,7 @@ pub async fn topics(bootstrap: &str, cmd: TopicsCmd) -> anyhow::Result<()> {
             c.delete_topic(&topic).await?;
             writeln!(out, "Deleted topic {topic}.")?;
         }
+        TopicsCmd::Reassign(args) => super::topics::reassign(args).await?,
     }
     Ok(())
 }
