@@ -1,8 +1,9 @@
 """confluent-kafka (librdkafka) driver for the cluster fault tests.
 
 produce: a long-running idempotent acks=all producer. Sends keyed records
-(key ``key-NNNNNNNN``, header ``seq``) at --rate per second until
---stop-file exists, then flushes and exits. Every *acknowledged* record is
+(key ``key-NNNNNNNN``, header ``seq``, numbered from --first) at --rate per
+second until --stop-file exists (or --count records are sent), then flushes
+and exits. Every *acknowledged* record is
 printed as a record line (see common.py) as soon as its delivery report
 arrives; the timestamp column holds the wall-clock time of the
 acknowledgement in ms (not the record's timestamp). Delivery errors are
@@ -47,6 +48,9 @@ def parser():
     p.add_argument("--group")
     p.add_argument("--stop-file")
     p.add_argument("--rate", type=float, default=200.0, help="produce: records per second")
+    p.add_argument("--count", type=int, default=0,
+                   help="produce: stop after sending this many records (0: until --stop-file)")
+    p.add_argument("--first", type=int, default=0, help="produce: sequence number of the first record")
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--partitions", type=int, default=3)
     p.add_argument("--replication-factor", type=int, default=3)
@@ -99,16 +103,17 @@ def produce(a):
 
     start = time.monotonic()
     i = 0
-    while not os.path.exists(a.stop_file):
+    while not os.path.exists(a.stop_file) and (a.count == 0 or i < a.count):
         due = start + i / a.rate
         now = time.monotonic()
         if due > now:
             p.poll(due - now)
             sys.stdout.flush()
             continue
-        key = b"key-%08d" % i
-        value = b"value-%08d-" % i + b"x" * (i % 41)
-        headers = [("seq", str(i).encode())]
+        n = a.first + i
+        key = b"key-%08d" % n
+        value = b"value-%08d-" % n + b"x" * (n % 41)
+        headers = [("seq", str(n).encode())]
         while True:
             try:
                 p.produce(a.topic, key=key, value=value, headers=headers,
@@ -118,7 +123,8 @@ def produce(a):
                 p.poll(0.05)
         i += 1
         p.poll(0)
-    left = p.flush(a.timeout)
+    # Past message.timeout.ms: every record is either acknowledged or failed.
+    left = p.flush(a.timeout + 10)
     note("sent %d, undelivered %d" % (i, left))
     sys.stdout.flush()
 

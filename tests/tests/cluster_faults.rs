@@ -218,11 +218,13 @@ fn zookeeper_restart_brokers_reregister_and_producing_continues() {
         Some(TOPIC),
         |m| m.brokers.len() == 3 && m.controller >= 1,
     );
-    let ids = c.zk.cli(&["ls", &format!("{CHROOT}/brokers/ids")]);
-    let text = String::from_utf8_lossy(&ids.stdout);
-    assert!(
-        text.contains("[1, 2, 3]"),
-        "the brokers' znodes after ZooKeeper's restart: {text}"
+    tests::wait_until(
+        Duration::from_secs(30),
+        "the brokers' znodes /brokers/ids/1..3 after ZooKeeper's restart",
+        || {
+            let ids = c.zk.cli(&["ls", &format!("{CHROOT}/brokers/ids")]);
+            String::from_utf8_lossy(&ids.stdout).contains("[1, 2, 3]")
+        },
     );
     load.wait_more(&c, 300, STALL, "producing after ZooKeeper's restart");
     finish(&c, load, "a ZooKeeper restart");

@@ -153,21 +153,22 @@ fn two_of_three_down_acks_all_refuses_then_resumes() {
         },
     );
     // A fresh producer gets nothing acknowledged.
-    let input = c.scratch("minisr-in.txt");
-    let recs: Vec<Rec> = (900_000..900_020).map(Rec::keyed).collect();
-    write_recs(&input, &recs).expect("writing the producer input");
     let t = Instant::now();
     let out = run_with_timeout(
-        py_client(c.python(), "confluent.py")
+        py_client(c.python(), "cluster_client.py")
             .args(["produce", "--bootstrap", &c.bootstrap_of(&[1])])
-            .args(["--topic", topic, "--idempotence", "--allow-errors"])
-            .args(["--timeout", "8"])
-            .arg("--input")
-            .arg(&input),
+            .args(["--topic", topic, "--count", "20", "--first", "900000"])
+            .args(["--rate", "100", "--timeout", "8"])
+            .arg("--stop-file")
+            .arg(c.scratch("never-created")),
         Duration::from_secs(60),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let acked = parse_recs(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the probe producer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (acked, notes) = complete_lines(&out.stdout);
     assert!(
         acked.is_empty(),
         "with one broker of three up and min.insync.replicas=2, acks=all acknowledged {} \
@@ -175,16 +176,19 @@ fn two_of_three_down_acks_all_refuses_then_resumes() {
         acked.len(),
         acked.first().map(Rec::to_line)
     );
+    let errors = delivery_errors(&notes);
+    assert_eq!(
+        errors.len(),
+        20,
+        "every record must fail (NOT_ENOUGH_REPLICAS or a timeout): {notes:?}"
+    );
     assert!(
-        stdout.contains("NOT_ENOUGH_REPLICAS") || stdout.to_lowercase().contains("timed out"),
-        "expected NOT_ENOUGH_REPLICAS or a timeout, got: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        errors
+            .iter()
+            .all(|e| e.contains("NOT_ENOUGH_REPLICAS") || e.to_lowercase().contains("timed out")),
+        "expected NOT_ENOUGH_REPLICAS or a timeout: {errors:?}"
     );
-    eprintln!(
-        "lone broker refused for {:?}: {}",
-        t.elapsed(),
-        stdout.trim()
-    );
+    eprintln!("lone broker refused for {:?}: {}", t.elapsed(), errors[0]);
     let window_end = now_ms();
     c.restart(a);
     c.wait_meta(
