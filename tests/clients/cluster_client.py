@@ -80,6 +80,9 @@ def produce(a):
         # in-flight record would make librdkafka bump the producer epoch.
         "message.timeout.ms": int(a.timeout * 1000),
         "retry.backoff.ms": 100,
+        # A frozen or cut-off leader answers nothing: give up on a request
+        # (and retry it elsewhere after a metadata refresh) after 10 s.
+        "request.timeout.ms": 10000,
         "topic.metadata.refresh.interval.ms": 1000,
     })
 
