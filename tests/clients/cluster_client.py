@@ -192,7 +192,9 @@ def ids(v):
 
 
 def metadata(a):
-    admin = AdminClient(debug({"bootstrap.servers": a.bootstrap}))
+    # Asking about a missing topic must not create it.
+    admin = AdminClient(debug({"bootstrap.servers": a.bootstrap,
+                               "allow.auto.create.topics": False}))
     md = admin.list_topics(None if a.topic == "*" else a.topic, timeout=a.timeout)
     print("controller %d" % md.controller_id)
     for b in sorted(md.brokers.values(), key=lambda b: b.id):
