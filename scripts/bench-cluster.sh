@@ -73,11 +73,15 @@ EOF
     BOOT+=("127.0.0.1:$port")
 done
 for b in "${BOOT[@]}"; do wait_port "${b##*:}" "broker $b"; done
-BOOTSTRAP="$(IFS=,; echo "${BOOT[*]}")"
+# The native client takes one bootstrap address.
+BOOTSTRAP="${BOOT[0]}"
 
 create() { # TOPIC RF
+    # CreateTopics may answer before every leader is elected: the loop
+    # below waits for them either way.
     "$GREGOR_BIN" topics -b "$BOOTSTRAP" create "$1" --partitions "$PARTITIONS" \
-        --replication-factor "$2" --config min.insync.replicas="$(( $2 < 2 ? 1 : 2 ))"
+        --replication-factor "$2" --config min.insync.replicas="$(( $2 < 2 ? 1 : 2 ))" ||
+        echo "(waiting for the leaders of $1)" >&2
     for _ in $(seq 1 300); do
         desc="$("$GREGOR_BIN" topics -b "$BOOTSTRAP" describe "$1" 2>/dev/null || true)"
         led="$(grep -c 'Leader: [0-9]' <<<"$desc" || true)"
