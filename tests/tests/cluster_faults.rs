@@ -88,7 +88,9 @@ fn follower_killed_then_restarted_rejoins_the_isr() {
     );
     load.wait_more(&c, 300, STALL, "producing with a follower dead");
     c.restart(follower);
-    let m = c.wait_meta(
+    let others: Vec<i32> = c.ids().into_iter().filter(|&i| i != follower).collect();
+    let m = c.wait_meta_from(
+        &others,
         Duration::from_secs(60),
         &format!("restarted broker {follower} back in the ISR of every partition"),
         Some(TOPIC),
@@ -122,8 +124,10 @@ fn frozen_leader_is_replaced_and_rejoins_as_follower() {
         std::thread::sleep(rest);
     }
     c.sigcont(zombie);
-    // The zombie must learn it lost leadership, truncate and follow.
-    c.wait_meta(
+    // The zombie must learn it lost leadership, truncate and follow. Ask
+    // the others: the zombie's own answer may be stale for a moment.
+    c.wait_meta_from(
+        &others,
         Duration::from_secs(60),
         &format!("the thawed broker {zombie} back in every ISR"),
         Some(TOPIC),
@@ -157,7 +161,8 @@ fn leader_cut_off_from_peers_and_zookeeper_then_healed() {
     let (_, refused) = c.node(cut).zk_proxy.counts();
     eprintln!("broker {cut}'s ZooKeeper reconnects refused while cut off: {refused}");
     c.heal();
-    c.wait_meta(
+    c.wait_meta_from(
+        &others,
         Duration::from_secs(60),
         &format!("the healed broker {cut} back in every ISR"),
         Some(TOPIC),
