@@ -835,6 +835,16 @@ impl Cluster {
     /// Like [`Cluster::start`] with extra `key=value` lines appended to
     /// every broker's `server.properties`.
     pub fn start_with(n: usize, extra: &[&str]) -> Option<Cluster> {
+        let c = Cluster::start_registered(n, extra)?;
+        c.wait_meta(Duration::from_secs(30), "a controller elected", None, |m| {
+            m.controller >= 0
+        });
+        Some(c)
+    }
+
+    /// Starts ZooKeeper and `n` brokers and waits only until Metadata
+    /// lists all of them (not for a controller).
+    pub fn start_registered(n: usize, extra: &[&str]) -> Option<Cluster> {
         let python = python()?;
         zookeeper_classpath()
             .or_else(|| skip_or_fail("ZooKeeper (apt-get install zookeeper; java)"))?;
@@ -860,7 +870,7 @@ impl Cluster {
             Duration::from_secs(60),
             "every broker registered",
             None,
-            |m| m.brokers.len() == n && m.controller >= 0,
+            |m| m.brokers.len() == n,
         );
         Some(c)
     }

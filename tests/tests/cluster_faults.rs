@@ -2,7 +2,7 @@
 //! with an idempotent acks=all librdkafka producer and a consumer running
 //! throughout; afterwards every acknowledged record must have been consumed
 //! at the offset it was acknowledged at, with no gap in any partition
-//! (spec: E2E-16, E2E-18 … E2E-23). The tests of this file run one at a
+//! (spec: E2E-16, E2E-17, E2E-18 … E2E-23). The tests of this file run one at a
 //! time (the harness serializes clusters).
 
 use std::time::Duration;
@@ -42,6 +42,76 @@ fn finish(c: &Cluster, load: Load, fault: &str) {
 
 fn replicas_of(m: &Meta, p: i32) -> PartMeta {
     m.part(TOPIC, p).cloned().expect("partition in Metadata")
+}
+
+/// Each fault the harness injects is seen by the cluster the way it is
+/// meant to be (no controller or replication involved): a broker cut off
+/// by its proxies, frozen, or killed leaves `/brokers/ids` once its session
+/// expires and registers again once healed, thawed or restarted; after a
+/// ZooKeeper restart every broker is registered; SIGTERM exits 0.
+// spec: E2E-17
+#[test]
+fn registrations_follow_every_injected_fault() {
+    let Some(mut c) = Cluster::start_registered(3, &[]) else {
+        return;
+    };
+    let gone = |c: &Cluster, id: i32, others: &[i32], what: &str| {
+        let t = std::time::Instant::now();
+        c.wait_meta_from(
+            others,
+            SESSION_TIMEOUT * 4,
+            &format!("broker {id} unregistered after {what}"),
+            None,
+            |m| !m.brokers.contains(&id),
+        );
+        let took = t.elapsed();
+        eprintln!("broker {id} unregistered {took:?} after {what}");
+        assert!(
+            took + Duration::from_secs(2) >= SESSION_TIMEOUT,
+            "broker {id} left after {took:?}, before its {SESSION_TIMEOUT:?} session timeout"
+        );
+    };
+    let back = |c: &Cluster, id: i32, others: &[i32], what: &str| {
+        c.wait_meta_from(
+            others,
+            Duration::from_secs(30),
+            &format!("broker {id} registered again after {what}"),
+            None,
+            |m| m.brokers.contains(&id),
+        );
+    };
+    c.isolate(1);
+    gone(&c, 1, &[2, 3], "being cut off");
+    assert!(
+        c.node(1).zk_proxy.counts().1 > 0,
+        "no reconnect was refused"
+    );
+    c.heal();
+    back(&c, 1, &[2, 3], "the heal");
+
+    c.sigstop(2);
+    gone(&c, 2, &[1, 3], "SIGSTOP");
+    c.sigcont(2);
+    back(&c, 2, &[1, 3], "SIGCONT");
+
+    c.kill9(3);
+    gone(&c, 3, &[1, 2], "kill -9");
+    c.restart(3);
+    back(&c, 3, &[1, 2], "its restart");
+
+    c.zk.kill9();
+    std::thread::sleep(SESSION_TIMEOUT + Duration::from_secs(2));
+    c.zk.restart();
+    tests::wait_until(
+        Duration::from_secs(30),
+        "/brokers/ids/1..3 after ZooKeeper's restart",
+        || {
+            let ids = c.zk.cli(&["ls", &format!("{CHROOT}/brokers/ids")]);
+            String::from_utf8_lossy(&ids.stdout).contains("[1, 2, 3]")
+        },
+    );
+    let status = c.sigterm(1);
+    assert!(status.success(), "SIGTERM: {status}");
 }
 
 // spec: E2E-18
