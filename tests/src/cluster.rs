@@ -730,6 +730,8 @@ pub struct Meta {
     pub controller: i32,
     /// Registered brokers.
     pub brokers: BTreeSet<i32>,
+    /// Each broker's address (`host:port`) as given to this client.
+    pub addrs: BTreeMap<i32, String>,
     /// Per (topic, partition): leader, replicas, ISR.
     pub partitions: BTreeMap<(String, i32), PartMeta>,
     /// Topics answered with an error.
@@ -774,9 +776,12 @@ impl Meta {
             let f: Vec<&str> = line.split_whitespace().collect();
             match f.as_slice() {
                 ["controller", id] => m.controller = id.parse().unwrap_or(-1),
-                ["broker", id, ..] => {
+                ["broker", id, rest @ ..] => {
                     if let Ok(id) = id.parse() {
                         m.brokers.insert(id);
+                        if let [host, port] = rest {
+                            m.addrs.insert(id, format!("{host}:{port}"));
+                        }
                     }
                 }
                 ["partition", topic, p, leader, replicas, isr] => {

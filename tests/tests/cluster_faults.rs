@@ -80,6 +80,16 @@ fn registrations_follow_every_injected_fault() {
             |m| m.brokers.contains(&id),
         );
     };
+    // Clients are given the PLAINTEXT listeners, never the proxied
+    // replication ones (or a cut would cut the clients too).
+    let m = c.metadata(None).expect("metadata");
+    for id in c.ids() {
+        assert_eq!(
+            m.addrs.get(&id),
+            Some(&c.node(id).bootstrap()),
+            "broker {id}'s address in Metadata: {m:?}"
+        );
+    }
     c.isolate(1);
     gone(&c, 1, &[2, 3], "being cut off");
     assert!(
