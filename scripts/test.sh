@@ -22,6 +22,15 @@ elif [ "$(id -u)" -eq 0 ]; then
 else
     echo "kcat missing and not root: the kcat end-to-end tests will fail under CI=true" >&2
 fi
+# ZooKeeper (Debian's package, Java) for the cluster tests (tests/tests/cluster_*.rs).
+if [ -f /usr/share/java/zookeeper.jar ] && command -v java >/dev/null 2>&1; then
+    echo "zookeeper present: /usr/share/java/zookeeper.jar"
+elif [ "$(id -u)" -eq 0 ]; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y zookeeper
+else
+    echo "zookeeper missing and not root: the cluster tests will fail under CI=true" >&2
+fi
 VENV="$PWD/.venv"
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
