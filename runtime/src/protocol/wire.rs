@@ -29,9 +29,6 @@ pub enum DecodeError {
     /// A varint runs past five bytes.
     #[error("malformed varint in {0}")]
     Varint(&'static str),
-    /// The request carries bytes after its last field.
-    #[error("{0} unexpected trailing bytes")]
-    Trailing(usize),
 }
 
 /// A cursor over one request body.
@@ -188,12 +185,15 @@ impl Reader {
         }
         Ok(())
     }
-    /// Checks that the whole body was consumed.
+    /// Ends decoding. Bytes after the last field are ignored, as Kafka
+    /// ignores them (spec: PRO-4): librdkafka 2.x sends Metadata v12 for
+    /// "all topics" with three stray bytes after the body.
     pub fn finish(&self) -> Result<(), DecodeError> {
-        match self.remaining() {
-            0 => Ok(()),
-            n => Err(DecodeError::Trailing(n)),
+        let n = self.remaining();
+        if n > 0 {
+            tracing::debug!(bytes = n, "ignoring bytes after the last request field");
         }
+        Ok(())
     }
 }
 
