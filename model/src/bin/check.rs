@@ -13,7 +13,7 @@
 //! from a printed seed (given with `--seed`, or derived from the clock);
 //! `--first` stops at the first violated property. `explore` serves stateright's explorer on 127.0.0.1:`--port`.
 //! RULE is one of truncate-to-hw, naive-epoch-lookup, stale-epoch-fetches,
-//! early-isr-expansion, hw-over-current-isr.
+//! early-isr-expansion, hw-over-current-isr, last-member-unclean.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -85,6 +85,7 @@ fn parse() -> Result<Options, String> {
                     "stale-epoch-fetches" => l.count_stale_epoch_fetches = true,
                     "early-isr-expansion" => l.early_isr_expansion = true,
                     "hw-over-current-isr" => l.hw_over_current_isr = true,
+                    "last-member-unclean" => l.last_member_survives_unclean_restart = true,
                     v => return Err(format!("--legacy: unknown rule {v}")),
                 }
             }
