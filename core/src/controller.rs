@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::ids::{BrokerId, LeaderEpoch, PartitionEpoch, TopicPartition};
-use crate::replica::{IsrProposal, IsrResponse};
+use crate::replica::{IsrProposal, IsrResponse, LegacyRules};
 
 /// The controller's record of one partition (Kafka's LeaderAndIsr).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -140,6 +140,10 @@ pub struct Controller {
     config: ControllerConfig,
     brokers: BTreeMap<BrokerId, BrokerInfo>,
     partitions: BTreeMap<TopicPartition, PartitionState>,
+    /// Historical unsafe rules; all off in a real cluster (only
+    /// `last_member_survives_unclean_restart` concerns the controller).
+    #[serde(default)]
+    legacy: LegacyRules,
 }
 
 /// Places `partitions` partitions with `replication_factor` replicas each on
@@ -246,7 +250,15 @@ impl Controller {
             config,
             brokers: BTreeMap::new(),
             partitions: BTreeMap::new(),
+            legacy: LegacyRules::default(),
         }
+    }
+
+    /// Switches historical unsafe rules back on (models and tests only; a
+    /// real cluster keeps the default, every rule off). Only
+    /// `last_member_survives_unclean_restart` concerns the controller.
+    pub fn set_legacy_rules(&mut self, legacy: LegacyRules) {
+        self.legacy = legacy;
     }
 
     /// The configuration.
@@ -390,7 +402,9 @@ impl Controller {
     /// A broker's session started (a fresh start, a restart, or a zombie
     /// re-registering). `clean_shutdown` is false when the broker recovered
     /// from an unclean shutdown and may have lost unflushed records: it then
-    /// leaves every ISR it is in, unless it is the last member (REP-22).
+    /// leaves every ISR it is in (REP-22), even as its last member, which
+    /// leaves the partition offline rather than electing a replica that may
+    /// lack committed records (REP-50).
     pub fn handle_broker_startup(
         &mut self,
         broker: BrokerId,
@@ -411,8 +425,17 @@ impl Controller {
                 continue;
             }
             let mut changed = false;
-            if !clean_shutdown && state.isr.contains(&broker) && state.isr.len() > 1 {
+            // spec: REP-22, REP-50 — an unclean restart leaves the ISR, even
+            // as its last member: its log may lack records the HW passed.
+            let last_member_stays =
+                self.legacy.last_member_survives_unclean_restart && state.isr.len() == 1;
+            if !clean_shutdown && state.isr.contains(&broker) && !last_member_stays {
                 state.isr.remove(&broker);
+                if state.leader == Some(broker) {
+                    // Its failure was never reported: it cannot keep leading
+                    // from outside the ISR (REP-35).
+                    state.leader = None;
+                }
                 changed = true;
             }
             changed |= self.elect(&mut state);
@@ -644,6 +667,65 @@ mod tests {
         c.handle_broker_failure(b(2));
         c.handle_broker_startup(b(2), false);
         assert_eq!(c.partition(&tp).unwrap().isr, [b(1), b(3)].into());
+    }
+
+    /// REP-50: the last ISR member leaves the ISR on an unclean restart too;
+    /// the partition stays offline (no replica is known to hold every
+    /// committed record) instead of electing it. A clean restart of the last
+    /// member still brings the partition back.
+    #[test]
+    fn unclean_restart_of_last_member_keeps_partition_offline() {
+        let (mut c, tp) = cluster(2, false);
+        c.handle_broker_failure(b(1));
+        c.handle_broker_failure(b(2));
+        c.handle_broker_failure(b(3));
+        assert_eq!(c.partition(&tp).unwrap().isr, [b(2), b(3)].into());
+        c.handle_broker_startup(b(2), false);
+        assert_eq!(c.partition(&tp).unwrap().isr, [b(3)].into());
+        let before = c.partition(&tp).unwrap().clone();
+        c.handle_broker_startup(b(3), false);
+        c.handle_broker_startup(b(1), true);
+        let s = c.partition(&tp).unwrap();
+        assert_eq!((s.leader, s.isr.len()), (None, 0), "offline, empty ISR");
+        assert_eq!(s.leader_epoch, before.leader_epoch, "REP-17: no bump");
+        assert!(s.partition_epoch > before.partition_epoch);
+
+        // The same history with a clean restart of the last member.
+        let (mut c, tp) = cluster(2, false);
+        c.handle_broker_failure(b(1));
+        c.handle_broker_failure(b(2));
+        c.handle_broker_failure(b(3));
+        c.handle_broker_startup(b(2), false);
+        c.handle_broker_startup(b(3), true);
+        let s = c.partition(&tp).unwrap();
+        assert_eq!((s.leader, s.isr.clone()), (Some(b(3)), [b(3)].into()));
+
+        // The former rule (REP-51) elects the member that lost records.
+        let (mut c, tp) = cluster(2, false);
+        c.set_legacy_rules(LegacyRules {
+            last_member_survives_unclean_restart: true,
+            ..LegacyRules::default()
+        });
+        c.handle_broker_failure(b(1));
+        c.handle_broker_failure(b(2));
+        c.handle_broker_failure(b(3));
+        c.handle_broker_startup(b(2), false);
+        c.handle_broker_startup(b(3), false);
+        assert_eq!(c.partition(&tp).unwrap().leader, Some(b(3)));
+    }
+
+    /// REP-50 with unclean election (REP-21): an empty ISR still allows the
+    /// documented trade-off.
+    #[test]
+    fn unclean_election_recovers_an_empty_isr() {
+        let (mut c, tp) = cluster(1, true);
+        c.handle_broker_failure(b(2));
+        c.handle_broker_failure(b(3));
+        c.handle_broker_failure(b(1));
+        assert_eq!(c.partition(&tp).unwrap().isr, [b(1)].into());
+        c.handle_broker_startup(b(1), false);
+        let s = c.partition(&tp).unwrap();
+        assert_eq!((s.leader, s.isr.clone()), (Some(b(1)), [b(1)].into()));
     }
 
     /// REP-16: leaders and followers spread evenly; racks are respected.

@@ -69,6 +69,12 @@ pub struct LegacyRules {
     /// Compute the high watermark over the current ISR only, ignoring a
     /// pending expansion (replaces REP-4's maximal ISR).
     pub hw_over_current_isr: bool,
+    /// The controller keeps the last ISR member in the ISR when it restarts
+    /// after an unclean shutdown, so it can be elected although it may have
+    /// lost committed records (the former REP-22 exception, replaced by
+    /// REP-50). Read by `core::controller`, not by the replica.
+    #[serde(default)]
+    pub last_member_survives_unclean_restart: bool,
 }
 
 /// A replica's configuration, validated once by [`ReplicaConfig::validate`].

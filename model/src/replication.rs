@@ -574,6 +574,7 @@ impl Model for ReplicationModel {
             min_insync_replicas: self.min_insync_replicas,
             unclean_leader_election: self.unclean_leader_election,
         });
+        controller.set_legacy_rules(self.legacy);
         let replicas: Vec<BrokerId> = (0..self.replicas).map(Self::broker).collect();
         // The topic exists with leader epoch 1 on the first replica; every
         // broker is registered and holds its LeaderAndIsr in its mailbox.

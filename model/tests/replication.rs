@@ -3,7 +3,7 @@
 //! * The safe configurations are checked exhaustively: BFS to completion,
 //!   no depth cut-off; the unique state counts are pinned (REP-36).
 //! * Each historical rule, switched back on alone, must lose a committed
-//!   record; the counterexample is printed (REP-40 to REP-46).
+//!   record; the counterexample is printed (REP-40 to REP-46, REP-51).
 //! * A property test drives the same model with long random schedules over
 //!   5 replicas and many records, checking every invariant at every step
 //!   (REP-37).
@@ -11,6 +11,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use gregor_core::ids::TopicPartition;
 use gregor_core::replica::Acks;
 use gregor_model::replication::{Action, ReplicationModel, State};
 use proptest::prelude::*;
@@ -187,18 +188,78 @@ fn rediscovers_unclean_election_loss() {
     assert!(rediscover("unclean-election", m).contains(&"REP-30 no committed loss"));
 }
 
-/// REP-46: acks=all with min.insync.replicas=1 loses acknowledged records
-/// on a single power loss (a documented trade-off).
+/// REP-46: acks=all with min.insync.replicas=1 lets the leader alone
+/// acknowledge a record. With REP-50 a single power loss of that leader then
+/// takes the partition offline for good (the documented trade-off is now
+/// availability); with the former REP-22 exception (REP-51) the same steps
+/// lose the acknowledged record.
 #[test]
 fn rediscovers_min_insync_one_loss() {
-    let m = ReplicationModel {
+    let mut m = ReplicationModel {
         max_crashes: 1,
         max_power_losses: 1,
         max_lag_timeouts: 1,
         min_insync_replicas: 1,
         ..small()
     };
+    // The loss BFS finds with the former rule: the leader shrinks the ISR
+    // to itself, acknowledges alone, loses power and restarts.
+    let steps: [fn(&Action) -> bool; 7] = [
+        |a| *a == Action::DeliverPartitionState(0),
+        |a| *a == Action::Produce(0),
+        |a| *a == Action::Tick,
+        |a| *a == Action::LagTimeout(0),
+        |a| matches!(a, Action::AlterPartition(_)),
+        |a| *a == Action::PowerLoss(0),
+        |a| *a == Action::Restart(0),
+    ];
+    let end = replay(&m, &steps);
+    assert!(!end.acked.is_empty(), "the leader acknowledged alone");
+    assert!(
+        violated_invariant(&m, &end, &[]).is_ok(),
+        "REP-50 keeps every invariant"
+    );
+    assert!(
+        offline_for_good(&m, &end),
+        "the only ISR member lost power: the partition must stay offline"
+    );
+    m.legacy.last_member_survives_unclean_restart = true;
     assert!(rediscover("min-insync-1", m).contains(&"REP-30 no committed loss"));
+}
+
+/// Applies, from the initial state, the first enabled action matching each
+/// step in turn; panics if a step has no matching action.
+fn replay(model: &ReplicationModel, steps: &[fn(&Action) -> bool]) -> State {
+    let mut state = model.init_states().pop().expect("one initial state");
+    let mut actions = Vec::new();
+    for (n, step) in steps.iter().enumerate() {
+        actions.clear();
+        model.actions(&state, &mut actions);
+        let action = actions
+            .iter()
+            .find(|a| step(a))
+            .unwrap_or_else(|| panic!("step {n} is not enabled: {actions:?}"))
+            .clone();
+        state = model
+            .next_state(&state, action)
+            .unwrap_or_else(|| panic!("step {n} changes nothing"));
+    }
+    state
+}
+
+/// REP-51: keeping the last ISR member across its unclean restart (the
+/// former REP-22 exception) elects a broker that lost committed records to
+/// a power loss; REP-50 is needed.
+#[test]
+fn rediscovers_last_member_unclean_restart() {
+    let mut m = ReplicationModel {
+        max_leader_epoch: 3,
+        max_crashes: 1,
+        max_power_losses: 2,
+        ..small()
+    };
+    m.legacy.last_member_survives_unclean_restart = true;
+    assert!(rediscover("last-member-unclean", m).contains(&"REP-30 no committed loss"));
 }
 
 /// A large model for random walks: 5 replicas, many records, generous
@@ -234,10 +295,33 @@ fn violated_invariant(
     Ok(())
 }
 
+/// How a random schedule ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ending {
+    /// All the steps were taken.
+    Completed,
+    /// The partition went offline for good: every ISR member restarted
+    /// after an unclean shutdown and left the ISR (REP-50), and without
+    /// unclean leader election nothing can bring it back. No step is left
+    /// that changes the state in a way that matters.
+    OfflineForGood,
+}
+
+/// Whether the partition is offline with an empty ISR (REP-50's
+/// availability cost; only unclean election would end it).
+fn offline_for_good(model: &ReplicationModel, state: &State) -> bool {
+    let p = state
+        .controller
+        .partition(&TopicPartition::new("t", 0))
+        .expect("the model's partition exists");
+    !model.unclean_leader_election && p.leader.is_none() && p.isr.is_empty()
+}
+
 /// Runs one random schedule from `seed` over `model`, checking every
-/// invariant after every step. Returns the steps taken, or the first
-/// violation.
-fn run_schedule(model: &ReplicationModel, seed: u64) -> Result<usize, String> {
+/// invariant after every step. Returns the steps taken and how the schedule
+/// ended, or the first violation. A schedule may end early only with the
+/// partition offline for good (REP-50).
+fn run_schedule(model: &ReplicationModel, seed: u64) -> Result<(usize, Ending), String> {
     let mut state = model.init_states().pop().expect("one initial state");
     let mut trail = Vec::new();
     let mut actions = Vec::new();
@@ -268,22 +352,51 @@ fn run_schedule(model: &ReplicationModel, seed: u64) -> Result<usize, String> {
         steps += 1;
         violated_invariant(model, &state, &trail)?;
     }
-    if steps < STEPS_PER_CASE {
-        return Err(format!("the schedule stopped early: {trail:?}"));
+    if steps == STEPS_PER_CASE {
+        Ok((steps, Ending::Completed))
+    } else if offline_for_good(model, &state) {
+        Ok((steps, Ending::OfflineForGood))
+    } else {
+        Err(format!("the schedule stopped early: {trail:?}"))
     }
-    Ok(steps)
 }
 
-/// REP-47 (open finding): this schedule — four power losses over a run with
-/// 5 replicas and `min.insync.replicas=3` — leaves a restarted ISR member
-/// without an acknowledged record. The test pins the counterexample so that
-/// the fix, when it lands, flips it (then it joins the passing schedules).
+/// REP-47 (closed): this schedule — four power losses over a run with 5
+/// replicas and `min.insync.replicas=3` — once elected a broker that lost
+/// committed records to unflushed writes: the last ISR member stayed in the
+/// ISR across its unclean restart. With REP-50 it leaves the ISR; the
+/// partition goes offline (no other replica is known to hold every
+/// committed record) instead of serving a log without them, and every
+/// invariant holds at every step.
 #[test]
-fn open_finding_rep47_repeated_power_losses() {
-    let err = run_schedule(&wide(), 7_424_622_205_542_232_984)
-        .expect_err("REP-47 is open: this schedule still breaks REP-30");
+fn rep47_repeated_power_losses() {
+    let model = wide();
+    let (steps, ending) = run_schedule(&model, REP47_SEED).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        ending,
+        Ending::OfflineForGood,
+        "after {steps} steps: the last two ISR members lost power, so the \
+         partition must be offline, not led by either of them"
+    );
+    // The same schedule with the former rule breaks REP-30 (REP-51).
+    let mut legacy = model;
+    legacy.legacy.last_member_survives_unclean_restart = true;
+    let err = run_schedule(&legacy, REP47_SEED).expect_err("the former rule loses records");
     assert!(err.contains("REP-30 no committed loss"), "{err}");
-    println!("REP-47 counterexample: {err}");
+    println!("REP-47 with the former rule: {err}");
+}
+
+/// The proptest input of the REP-47 counterexample.
+const REP47_SEED: u64 = 7_424_622_205_542_232_984;
+
+/// The proptest generator seed: fixed so that the suite is reproducible,
+/// or `PROPTEST_RNG_SEED` to explore fresh seeds (REP-37).
+fn generator_seed() -> proptest::test_runner::RngSeed {
+    let fixed = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x6772_6567_6f72);
+    proptest::test_runner::RngSeed::Fixed(fixed)
 }
 
 /// Steps taken by all random cases so far.
@@ -314,12 +427,13 @@ fn next_choice(seed: &mut u64) -> u64 {
 }
 
 proptest! {
-    // A fixed generator seed keeps the suite reproducible; `check simulate`
-    // explores fresh seeds. The open counterexample of spec REP-47 came from
-    // a fresh seed and is reproduced there.
+    // A fixed generator seed keeps the suite reproducible; fresh seeds are
+    // explored with `PROPTEST_RNG_SEED=<n>` and `check simulate`. The
+    // REP-47 counterexample came from a fresh seed; `rep47_repeated_power_losses`
+    // replays it.
     #![proptest_config(ProptestConfig {
         cases: 30,
-        rng_seed: proptest::test_runner::RngSeed::Fixed(0x6772_6567_6f72),
+        rng_seed: generator_seed(),
         ..ProptestConfig::default()
     })]
 
@@ -328,8 +442,11 @@ proptest! {
     /// step.
     #[test]
     fn random_schedules_keep_invariants(seed in 1u64..u64::MAX) {
-        let steps = run_schedule(&wide(), seed).map_err(TestCaseError::fail)?;
+        let (steps, ending) = run_schedule(&wide(), seed).map_err(TestCaseError::fail)?;
         TOTAL_STEPS.fetch_add(steps, Ordering::Relaxed);
-        println!("seed {seed}: {steps} steps, {} in total", TOTAL_STEPS.load(Ordering::Relaxed));
+        println!(
+            "seed {seed}: {steps} steps ({ending:?}), {} in total",
+            TOTAL_STEPS.load(Ordering::Relaxed)
+        );
     }
 }

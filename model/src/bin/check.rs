@@ -4,7 +4,7 @@
 //! check [bfs|dfs|simulate|explore] [--replicas N] [--records N] [--epochs N]
 //!       [--crashes N] [--power-losses N] [--zombies N] [--lag-timeouts N]
 //!       [--min-isr N] [--acks 1|all] [--unclean] [--first] [--flushes] [--delayed-fetches N] [--legacy RULE]
-//!       [--threads N] [--seed N] [--seconds N] [--port N]
+//!       [--threads N] [--seed N] [--seconds N] [--steps N] [--port N]
 //! ```
 //!
 //! `bfs`/`dfs` check exhaustively (to completion, or until `--seconds`
@@ -13,18 +13,19 @@
 //! from a printed seed (given with `--seed`, or derived from the clock);
 //! `--first` stops at the first violated property. `explore` serves stateright's explorer on 127.0.0.1:`--port`.
 //! RULE is one of truncate-to-hw, naive-epoch-lookup, stale-epoch-fetches,
-//! early-isr-expansion, hw-over-current-isr.
+//! early-isr-expansion, hw-over-current-isr, last-member-unclean.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use gregor_core::ids::TopicPartition;
 use gregor_core::replica::Acks;
-use gregor_model::replication::ReplicationModel;
-use stateright::{Checker, HasDiscoveries, Model, UniformChooser};
+use gregor_model::replication::{Action, ReplicationModel};
+use stateright::{Checker, HasDiscoveries, Model};
 
 const USAGE: &str = "usage: check [bfs|dfs|simulate|explore] [--replicas N] [--records N] \
 [--epochs N] [--crashes N] [--power-losses N] [--zombies N] [--lag-timeouts N] [--min-isr N] \
-[--acks 1|all] [--unclean] [--first] [--flushes] [--delayed-fetches N] [--legacy RULE] [--threads N] [--seed N] [--seconds N] [--port N]";
+[--acks 1|all] [--unclean] [--first] [--flushes] [--delayed-fetches N] [--legacy RULE] [--threads N] [--seed N] [--seconds N] [--steps N] [--port N]";
 
 struct Options {
     mode: String,
@@ -32,6 +33,7 @@ struct Options {
     threads: usize,
     seed: Option<u64>,
     seconds: u64,
+    steps: usize,
     port: u16,
     first: bool,
 }
@@ -43,6 +45,7 @@ fn parse() -> Result<Options, String> {
         threads: 1,
         seed: None,
         seconds: 600,
+        steps: 400,
         port: 3000,
         first: false,
     };
@@ -65,6 +68,7 @@ fn parse() -> Result<Options, String> {
             "--threads" => o.threads = num(&arg, value(&arg)?)?,
             "--seed" => o.seed = Some(num(&arg, value(&arg)?)?),
             "--seconds" => o.seconds = num(&arg, value(&arg)?)?,
+            "--steps" => o.steps = num(&arg, value(&arg)?)?,
             "--port" => o.port = num(&arg, value(&arg)?)?,
             "--unclean" => o.model.unclean_leader_election = true,
             "--first" => o.first = true,
@@ -85,6 +89,7 @@ fn parse() -> Result<Options, String> {
                     "stale-epoch-fetches" => l.count_stale_epoch_fetches = true,
                     "early-isr-expansion" => l.early_isr_expansion = true,
                     "hw-over-current-isr" => l.hw_over_current_isr = true,
+                    "last-member-unclean" => l.last_member_survives_unclean_restart = true,
                     v => return Err(format!("--legacy: unknown rule {v}")),
                 }
             }
@@ -160,11 +165,13 @@ fn main() -> ExitCode {
                     .map_or(1, |d| d.as_nanos() as u64)
             });
             println!("seed: {seed} (rerun with --seed {seed})");
-            let checker = builder
-                .timeout(Duration::from_secs(o.seconds))
-                .spawn_simulation(seed, UniformChooser)
-                .join();
-            report(&checker, started)
+            simulate(
+                &o.model,
+                seed,
+                o.steps,
+                Duration::from_secs(o.seconds),
+                started,
+            )
         }
         _ => {
             let address = format!("127.0.0.1:{}", o.port);
@@ -173,4 +180,107 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// A small deterministic generator (xorshift64*), the one of the REP-37
+/// property test.
+fn next_choice(seed: &mut u64) -> u64 {
+    *seed ^= *seed >> 12;
+    *seed ^= *seed << 25;
+    *seed ^= *seed >> 27;
+    seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+fn is_perturbation(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::Crash(_)
+            | Action::PowerLoss(_)
+            | Action::ExpireSession(_)
+            | Action::Tick
+            | Action::FetchDelayed(_)
+            | Action::LoseFetch(_)
+    )
+}
+
+/// Random walks from `seed` until `limit` passes (REP-38). stateright's own
+/// simulation is not used: it records the index of every action it tried,
+/// including those `next_state` ignores, so its counterexample paths cannot
+/// be rebuilt for this model.
+fn simulate(
+    model: &ReplicationModel,
+    seed: u64,
+    steps_per_walk: usize,
+    limit: Duration,
+    started: Instant,
+) -> ExitCode {
+    let properties: Vec<_> = model
+        .properties()
+        .into_iter()
+        .filter(|p| p.expectation.discovery_is_failure())
+        .collect();
+    let mut rng = seed.max(1);
+    let (mut walks, mut total, mut offline) = (0u64, 0u64, 0u64);
+    let mut actions = Vec::new();
+    while started.elapsed() < limit {
+        walks += 1;
+        let walk_seed = next_choice(&mut rng).max(1);
+        let mut walk_rng = walk_seed;
+        let mut state = model.init_states().pop().expect("one initial state");
+        let mut trail = Vec::new();
+        let mut attempts = 0;
+        while trail.len() < steps_per_walk && attempts < 20 * steps_per_walk {
+            attempts += 1;
+            actions.clear();
+            model.actions(&state, &mut actions);
+            if actions.is_empty() {
+                break;
+            }
+            let pick = (next_choice(&mut walk_rng) % actions.len() as u64) as usize;
+            let action = actions.swap_remove(pick);
+            if is_perturbation(&action) && !next_choice(&mut walk_rng).is_multiple_of(8) {
+                continue;
+            }
+            let Some(next) = model.next_state(&state, action.clone()) else {
+                continue;
+            };
+            if !model.within_boundary(&next) || next == state {
+                continue;
+            }
+            trail.push(action);
+            state = next;
+            total += 1;
+            if let Some(p) = properties.iter().find(|p| !(p.condition)(model, &state)) {
+                println!(
+                    "VIOLATED {} in walk {walks} (walk seed {walk_seed}) after {} steps:",
+                    p.name,
+                    trail.len()
+                );
+                for a in &trail {
+                    println!("  {a:?}");
+                }
+                return ExitCode::FAILURE;
+            }
+        }
+        if trail.len() < steps_per_walk {
+            let p = state
+                .controller
+                .partition(&TopicPartition::new("t", 0))
+                .expect("the model's partition exists");
+            if p.leader.is_none() && p.isr.is_empty() && !model.unclean_leader_election {
+                offline += 1;
+            } else {
+                println!(
+                    "walk {walks} (walk seed {walk_seed}) stopped early after {} steps: {trail:?}",
+                    trail.len()
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!(
+        "walks: {walks} ({offline} ended offline for good), {total} steps, {:.1?}; every always property held",
+        started.elapsed()
+    );
+    ExitCode::SUCCESS
 }
