@@ -34,9 +34,6 @@ pub enum BrokerError {
     /// The storage engine could not open the logs.
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
-    /// ZooKeeper mode is not available in this build of the broker.
-    #[error("zookeeper.connect is set, but only the embedded single-node mode is available")]
-    ZooKeeperUnsupported,
     /// ZooKeeper mode could not start.
     #[error("cluster: {0}")]
     Cluster(#[from] ClusterError),

@@ -583,3 +583,55 @@ async fn a_zookeeper_restart_keeps_the_session_and_changes_keep_flowing() {
     b1.stop().await;
     b0.stop().await;
 }
+
+// spec: CLU-27, CLU-29
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_group_is_sent_to_the_leader_of_its_offsets_partition() {
+    let zk = ZkServer::start().await;
+    let writer = spawn_state_writer(
+        zk.client("")
+            .await
+            .chroot("/fc")
+            .unwrap_or_else(|_| panic!("chroot")),
+    );
+    let connect = format!("{}/fc", zk.connect());
+    let settings = [
+        ("offsets.topic.replication.factor", "2"),
+        ("offsets.topic.num.partitions", "4"),
+    ];
+    let b0 = ZkBroker::start(0, &connect, &settings).await;
+    let b1 = ZkBroker::start(1, &connect, &settings).await;
+    eventually(10, "two live brokers", || b0.zk().view().brokers.len() == 2).await;
+    let mut c = Conn::connect(b1.addr).await;
+    let keys = ["alpha", "beta", "gamma", "delta", "epsilon"];
+    let ask = FindCoordinatorRequest::default()
+        .with_key_type(0)
+        .with_coordinator_keys(keys.iter().map(|k| StrBytes::from_static_str(k)).collect());
+    let mut answered = None;
+    for i in 0..100 {
+        let resp = c.call(4, 10 + i, &ask).await;
+        if resp.coordinators.iter().all(|k| k.error_code == 0) {
+            answered = Some(resp);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp = answered.expect("every key gets a coordinator");
+    let view = b1.zk().view();
+    let offsets = &view.topics["__consumer_offsets"];
+    assert_eq!(offsets.assignment.len(), 4);
+    assert!(offsets.assignment.values().all(|r| r.len() == 2));
+    let mut nodes = BTreeSet::new();
+    for k in &resp.coordinators {
+        let p = b1.broker.groups.partition_for(k.key.as_str());
+        let leader = offsets.states[&p].0.leader.unwrap();
+        assert_eq!(k.node_id.0, leader.0, "{}", k.key.as_str());
+        let addr = [&b0, &b1].iter().find(|b| b.id == leader.0).unwrap().addr;
+        assert_eq!(k.port, i32::from(addr.port()));
+        nodes.insert(k.node_id.0);
+    }
+    assert_eq!(nodes.len(), 2, "the groups spread over both brokers");
+    writer.abort();
+    b1.stop().await;
+    b0.stop().await;
+}

@@ -64,39 +64,52 @@ pub async fn handle(
         KEY_TYPE_TRANSACTION => COORDINATOR_NOT_AVAILABLE,
         _ => INVALID_REQUEST,
     };
-    let (error, (node, host, port)) = match (error, broker.metadata.zk()) {
-        (0, Some(zk)) => zk_coordinator(broker, zk, &keys),
-        (0, None) => {
-            let me = match crate::server::current_listener().filter(|l| !l.is_empty()) {
-                Some(l) => broker.advertised_on(&l),
-                None => broker.advertised(),
-            };
-            (0, (broker.config.broker_id, me.host, me.port))
-        }
-        (e, _) => (e, (-1, String::new(), -1)),
-    };
-    let message = (error != 0).then(|| {
-        sb(if error == INVALID_REQUEST {
-            "unknown key type"
-        } else {
-            "the coordinator is not available"
+    // One answer per key: in ZooKeeper mode groups hash to different
+    // partitions, hence possibly to different coordinators.
+    let answers: Vec<(i16, (i32, String, i32))> = keys
+        .iter()
+        .map(|key| match (error, broker.metadata.zk()) {
+            (0, Some(zk)) => zk_coordinator(broker, zk, key),
+            (0, None) => {
+                let me = match crate::server::current_listener().filter(|l| !l.is_empty()) {
+                    Some(l) => broker.advertised_on(&l),
+                    None => broker.advertised(),
+                };
+                (0, (broker.config.broker_id, me.host, me.port))
+            }
+            (e, _) => (e, (-1, String::new(), -1)),
         })
-    });
+        .collect();
+    let message_of = |error: i16| {
+        (error != 0).then(|| {
+            sb(if error == INVALID_REQUEST {
+                "unknown key type"
+            } else {
+                "the coordinator is not available"
+            })
+        })
+    };
     let resp = if v >= 4 {
         FindCoordinatorResponse::default().with_coordinators(
             keys.into_iter()
-                .map(|key| {
+                .zip(answers)
+                .map(|(key, (error, (node, host, port)))| {
                     Coordinator::default()
                         .with_key(sb(key))
                         .with_node_id(BrokerId(node))
-                        .with_host(sb(host.clone()))
+                        .with_host(sb(host))
                         .with_port(port)
                         .with_error_code(error)
-                        .with_error_message(message.clone())
+                        .with_error_message(message_of(error))
                 })
                 .collect(),
         )
     } else {
+        let (error, (node, host, port)) = answers
+            .into_iter()
+            .next()
+            .unwrap_or((INVALID_REQUEST, (-1, String::new(), -1)));
+        let message = message_of(error);
         let resp = FindCoordinatorResponse::default()
             .with_error_code(error)
             .with_node_id(BrokerId(node))
@@ -126,12 +139,9 @@ async fn ensure_offsets_topic(broker: &Arc<Broker>) -> Result<(), String> {
 fn zk_coordinator(
     broker: &Broker,
     zk: &crate::cluster::zk::ZkCluster,
-    keys: &[String],
+    key: &str,
 ) -> (i16, (i32, String, i32)) {
     let none = (COORDINATOR_NOT_AVAILABLE, (-1, String::new(), -1));
-    let Some(key) = keys.first() else {
-        return none;
-    };
     let view = zk.view();
     let tp = gregor_core::ids::TopicPartition::new(
         crate::group::OFFSETS_TOPIC,
