@@ -959,3 +959,72 @@ async fn load_controller(client: &Client) -> Result<Option<BrokerId>, ClusterErr
 fn persistent() -> CreateOptions<'static> {
     CreateMode::Persistent.with_acls(Acls::anyone_all())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gregor_core::ids::LeaderEpoch;
+
+    fn registration(endpoints: &[&str]) -> BrokerZnode {
+        BrokerZnode {
+            version: 5,
+            host: "h".into(),
+            port: 1,
+            jmx_port: -1,
+            timestamp: "0".into(),
+            endpoints: endpoints.iter().map(|e| (*e).to_owned()).collect(),
+            listener_security_protocol_map: BTreeMap::new(),
+            rack: None,
+            unclean_start: false,
+        }
+    }
+
+    // spec: CLU-16, CLU-30
+    #[test]
+    fn the_cache_serves_endpoints_per_listener_and_the_topic_image() {
+        let mut view = ClusterView {
+            cluster_id: "c".into(),
+            ..ClusterView::default()
+        };
+        view.brokers.insert(
+            BrokerId(2),
+            LiveBroker {
+                registration: registration(&["CLIENT://c2:9092", "REPLICATION://r2:9093"]),
+                epoch: 77,
+            },
+        );
+        assert_eq!(
+            view.endpoint(BrokerId(2), "REPLICATION"),
+            Some(Endpoint {
+                host: "r2".into(),
+                port: 9093
+            })
+        );
+        assert_eq!(view.endpoint(BrokerId(2), "OTHER"), None);
+        assert_eq!(view.endpoint(BrokerId(3), "CLIENT"), None);
+        let replicas = vec![BrokerId(2), BrokerId(1)];
+        let state = PartitionState {
+            replicas: replicas.clone(),
+            leader: Some(BrokerId(2)),
+            leader_epoch: LeaderEpoch(4),
+            partition_epoch: PartitionEpoch(9),
+            isr: [BrokerId(2)].into(),
+        };
+        view.topics.insert(
+            "t".into(),
+            TopicView {
+                id: [7; 16],
+                assignment: [(0, replicas.clone()), (1, replicas)].into(),
+                configs: [("retention.ms".to_owned(), "1000".to_owned())].into(),
+                states: [(0, (state.clone(), 3))].into(),
+            },
+        );
+        assert_eq!(view.partition(&TopicPartition::new("t", 0)), Some(&state));
+        assert_eq!(view.partition(&TopicPartition::new("t", 1)), None);
+        let image = view.image();
+        assert_eq!(image.cluster_id, "c");
+        let t = &image.topics["t"];
+        assert_eq!((t.partitions, t.replication_factor, t.id), (2, 2, [7; 16]));
+        assert_eq!(t.configs["retention.ms"], "1000");
+    }
+}
