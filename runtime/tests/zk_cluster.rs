@@ -635,3 +635,49 @@ async fn each_group_is_sent_to_the_leader_of_its_offsets_partition() {
     b1.stop().await;
     b0.stop().await;
 }
+
+// spec: CLU-20
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_are_placed_across_racks() {
+    let zk = ZkServer::start().await;
+    let writer = spawn_state_writer(
+        zk.client("")
+            .await
+            .chroot("/rack")
+            .unwrap_or_else(|_| panic!("chroot")),
+    );
+    let connect = format!("{}/rack", zk.connect());
+    let mut brokers = Vec::new();
+    for (id, rack) in [(0, "r1"), (1, "r1"), (2, "r2")] {
+        brokers.push(ZkBroker::start(id, &connect, &[("broker.rack", rack)]).await);
+    }
+    eventually(10, "three live brokers", || {
+        brokers[0].zk().view().brokers.len() == 3
+    })
+    .await;
+    let req = NewTopic {
+        partitions: 6,
+        replication_factor: 2,
+        ..new_topic("spread", &[])
+    };
+    let meta = brokers[0]
+        .broker
+        .create_topic_async(req, false, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!((meta.partitions, meta.replication_factor), (6, 2));
+    let view = brokers[0].zk().view();
+    let rack_of = |b: &BrokerId| view.brokers[b].registration.rack.clone().unwrap();
+    for (p, replicas) in &view.topics["spread"].assignment {
+        let racks: BTreeSet<String> = replicas.iter().map(rack_of).collect();
+        assert_eq!(
+            racks.len(),
+            2,
+            "partition {p} replicas {replicas:?} share a rack"
+        );
+    }
+    writer.abort();
+    for b in brokers {
+        b.stop().await;
+    }
+}
