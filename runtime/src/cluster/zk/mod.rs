@@ -511,27 +511,31 @@ impl ZkCluster {
             });
             let outcome = self.follow(&client, &mut stop).await;
             let _ = ctl_stop_tx.send(true);
+            let expired = outcome.is_some() && !self.stopping();
+            if expired {
+                // spec: CLU-7 — the session is gone: the data plane steps
+                // down at once, then a new session registers with a new
+                // epoch.
+                self.broker_epoch.store(-1, Ordering::SeqCst);
+                *self.client.write().unwrap_or_else(|e| e.into_inner()) = None;
+                tracing::warn!(
+                    broker = self.id.0,
+                    "ZooKeeper session expired; registering again"
+                );
+                if let Some(b) = self.target() {
+                    b.partitions.session_lost();
+                }
+                self.applied
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
+            }
             if let Some(h) = ctl {
                 let _ = h.await;
             }
-            if outcome.is_none() || self.stopping() {
+            if !expired {
                 return;
             }
-            // spec: CLU-7 — the session is gone: the data plane steps down
-            // at once, then a new session registers with a new epoch.
-            self.broker_epoch.store(-1, Ordering::SeqCst);
-            *self.client.write().unwrap_or_else(|e| e.into_inner()) = None;
-            tracing::warn!(
-                broker = self.id.0,
-                "ZooKeeper session expired; registering again"
-            );
-            if let Some(b) = self.target() {
-                b.partitions.session_lost();
-            }
-            self.applied
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
             // Closing our handle ends the session on the server too if the
             // loss was only seen here (the client library gives up on its
             // own after 1.4 session timeouts without an answer).
