@@ -302,9 +302,24 @@ async fn isr_writes_are_conditional_on_the_partition_epoch_and_broker_epochs() {
     b0.stop().await;
 }
 
-// spec: CLU-7, CLU-6
+// spec: CLU-7, CLU-6, CLU-9
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_session_makes_the_broker_step_down_and_register_again() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // A controller task that counts the sessions it runs for and the stops
+    // it is given.
+    let runs = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+    let counts = runs.clone();
+    let controller: gregor_runtime::cluster::zk::ControllerTask =
+        Arc::new(move |_client, _config, _id, mut stop| {
+            let counts = counts.clone();
+            Box::pin(async move {
+                counts.0.fetch_add(1, Ordering::SeqCst);
+                let _ = stop.wait_for(|s| *s).await;
+                counts.1.fetch_add(1, Ordering::SeqCst);
+            })
+        });
     let zk = ZkServer::start().await;
     let writer = spawn_state_writer(
         zk.client("")
@@ -313,7 +328,11 @@ async fn an_expired_session_makes_the_broker_step_down_and_register_again() {
             .unwrap_or_else(|_| panic!("chroot")),
     );
     let connect = format!("{}/exp", zk.connect());
-    let b = ZkBroker::start(0, &connect, &[]).await;
+    let b = ZkBroker::start_with(0, &connect, &[], Some(controller)).await;
+    eventually(10, "the controller runs for the first session", || {
+        runs.0.load(Ordering::SeqCst) == 1
+    })
+    .await;
     b.broker
         .create_topic_async(new_topic("t", &[&[0]]), false, Duration::from_secs(10))
         .await
@@ -355,12 +374,21 @@ async fn an_expired_session_makes_the_broker_step_down_and_register_again() {
         "the new registration's czxid is the new epoch"
     );
     assert_eq!(b.broker.partitions.broker_epoch(), Some(after));
+    eventually(10, "one controller run per session", || {
+        runs.0.load(Ordering::SeqCst) == 2 && runs.1.load(Ordering::SeqCst) == 1
+    })
+    .await;
     eventually(10, "t-0 hosted again after re-reading", || {
         b.broker.partitions.replica_view(&tp).is_some()
     })
     .await;
     writer.abort();
     b.stop().await;
+    assert_eq!(
+        runs.1.load(Ordering::SeqCst),
+        2,
+        "the controller stops with the broker"
+    );
 }
 
 // spec: CLU-5

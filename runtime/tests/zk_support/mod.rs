@@ -162,6 +162,16 @@ pub struct ZkBroker {
 impl ZkBroker {
     /// Starts broker `id` against `zk_connect` (servers and chroot).
     pub async fn start(id: i32, zk_connect: &str, extra: &[(&str, &str)]) -> Self {
+        Self::start_with(id, zk_connect, extra, None).await
+    }
+
+    /// Starts broker `id` with `controller` run for every session.
+    pub async fn start_with(
+        id: i32,
+        zk_connect: &str,
+        extra: &[(&str, &str)],
+        controller: Option<gregor_runtime::cluster::zk::ControllerTask>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut pairs = vec![
             ("broker.id".to_owned(), id.to_string()),
@@ -173,6 +183,9 @@ impl ZkBroker {
         pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = BrokerConfig::from_pairs(pairs).unwrap();
         let broker = Arc::new(Broker::open(config).unwrap());
+        if let Some(task) = controller {
+            broker.metadata.zk().unwrap().set_controller(task);
+        }
         let server = Server::bind(broker.clone()).await.unwrap();
         let (addr, handle, task) = server.spawn();
         Self {

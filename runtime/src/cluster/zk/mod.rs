@@ -187,6 +187,7 @@ pub struct ZkCluster {
     /// What this broker hosts, as last handed to the data plane.
     applied: Mutex<BTreeMap<TopicPartition, PartitionState>>,
     registration: Mutex<Option<BrokerZnode>>,
+    session_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for ZkCluster {
@@ -217,6 +218,7 @@ impl ZkCluster {
             stop: watch::channel(false).0,
             applied: Mutex::new(BTreeMap::new()),
             registration: Mutex::new(None),
+            session_task: Mutex::new(None),
         })
     }
 
@@ -346,7 +348,8 @@ impl ZkCluster {
         *self.registration.lock().unwrap_or_else(|e| e.into_inner()) = Some(registration);
         let client = self.open_session(true).await?;
         let this = self.clone();
-        tokio::spawn(async move { this.run(client).await });
+        let task = tokio::spawn(async move { this.run(client).await });
+        *self.session_task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         Ok(())
     }
 
@@ -361,6 +364,21 @@ impl ZkCluster {
             .take();
         if let Some(c) = client {
             let _ = c.delete(&znodes::broker_path(self.id), None).await;
+        }
+        // The session task ends once the controller has stopped; its
+        // client handles go with it, which closes the session.
+        let task = self
+            .session_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut task) = task {
+            // A new session being opened does not watch the stop flag;
+            // do not wait for it longer than a session timeout.
+            let limit = Duration::from_millis(self.config.zookeeper_session_timeout_ms as u64);
+            if tokio::time::timeout(limit, &mut task).await.is_err() {
+                task.abort();
+            }
         }
     }
 
