@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use gregor_core::ids::TopicPartition;
 
-use crate::cluster::{EmbeddedMetadata, NewTopic, TopicError, TopicMeta};
+use crate::cluster::zk::{ClusterError, ZkCluster};
+use crate::cluster::{EmbeddedMetadata, Metadata, NewTopic, TopicError, TopicMeta};
 use crate::codec::CodecError;
 use crate::config::BrokerConfig;
 use crate::partition::Partitions;
@@ -33,9 +34,9 @@ pub enum BrokerError {
     /// The storage engine could not open the logs.
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
-    /// ZooKeeper mode is not available in this build of the broker.
-    #[error("zookeeper.connect is set, but only the embedded single-node mode is available")]
-    ZooKeeperUnsupported,
+    /// ZooKeeper mode could not start.
+    #[error("cluster: {0}")]
+    Cluster(#[from] ClusterError),
 }
 
 /// Host and port clients are told to connect to.
@@ -52,12 +53,18 @@ pub struct Advertised {
 pub struct Broker {
     /// The validated configuration.
     pub config: BrokerConfig,
-    /// Topics and partitions (embedded mode).
-    pub metadata: EmbeddedMetadata,
+    /// Topics and partitions: the embedded file or the ZooKeeper cache.
+    pub metadata: Metadata,
     /// The partition logs.
     pub partitions: Partitions,
-    /// Set once the listener is bound (a configured port 0 becomes the real one).
-    advertised: Mutex<Advertised>,
+    /// Per advertised listener, set once bound (a configured port 0
+    /// becomes the real one).
+    advertised: Mutex<Vec<(String, Advertised)>>,
+    /// The producer ids of the claimed block not handed out yet
+    /// (ZooKeeper mode): next, last.
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// Whether the logs were not shut down cleanly last time.
+    unclean_start: bool,
     /// The consumer-group coordinator.
     pub groups: crate::group::Coordinator,
 }
@@ -65,56 +72,218 @@ pub struct Broker {
 impl Broker {
     /// Opens the data directories and the metadata file.
     pub fn open(config: BrokerConfig) -> Result<Self, BrokerError> {
-        if config.zookeeper_connect.is_some() {
-            return Err(BrokerError::ZooKeeperUnsupported);
-        }
         for dir in &config.log_dirs {
             std::fs::create_dir_all(dir).map_err(|source| BrokerError::LogDir {
                 path: dir.clone(),
                 source,
             })?;
         }
-        let metadata = EmbeddedMetadata::open(&config.log_dirs[0], config.broker_id)?;
-        let partitions = Partitions::open(&config)?;
-        reconcile(&metadata, &partitions)?;
+        let unclean_start = config.log_dirs.iter().any(|d| {
+            let has_logs = std::fs::read_dir(d).is_ok_and(|mut it| {
+                it.any(|e| e.is_ok_and(|e| e.file_type().is_ok_and(|t| t.is_dir())))
+            });
+            has_logs
+                && !d
+                    .join(crate::storage::manager::CLEAN_SHUTDOWN_FILE)
+                    .exists()
+        });
+        let (metadata, partitions) = if config.zookeeper.is_some() {
+            // spec: CLU-30 — the ZooKeeper cache replaces the metadata
+            // file; logs follow the partition states the cache hands over.
+            let zk = ZkCluster::new(Arc::new(config.clone()));
+            (Metadata::ZooKeeper(zk), Partitions::open(&config)?)
+        } else {
+            let metadata = EmbeddedMetadata::open(&config.log_dirs[0], config.broker_id)?;
+            let partitions = Partitions::open(&config)?;
+            reconcile(&metadata, &partitions)?;
+            (Metadata::Embedded(metadata), partitions)
+        };
         let groups = crate::group::Coordinator::open(&config, &metadata, &partitions)?;
-        let listener = &config.advertised_listeners[0];
-        let host = match listener.host.as_str() {
-            "" | "0.0.0.0" | "::" => {
-                tracing::warn!(
-                    "listener binds every interface; advertising 127.0.0.1 (set advertised.listeners for remote clients)"
-                );
-                "127.0.0.1".to_owned()
-            }
-            h => h.to_owned(),
-        };
-        let advertised = Advertised {
-            host,
-            port: i32::from(listener.port),
-        };
+        let advertised = config
+            .advertised_listeners
+            .iter()
+            .map(|listener| {
+                let host = match listener.host.as_str() {
+                    "" | "0.0.0.0" | "::" => {
+                        tracing::warn!(
+                            listener = %listener.name,
+                            "listener binds every interface; advertising 127.0.0.1 (set advertised.listeners for remote clients)"
+                        );
+                        "127.0.0.1".to_owned()
+                    }
+                    h => h.to_owned(),
+                };
+                (
+                    listener.name.clone(),
+                    Advertised {
+                        host,
+                        port: i32::from(listener.port),
+                    },
+                )
+            })
+            .collect();
         Ok(Self {
             config,
             metadata,
             partitions,
             advertised: Mutex::new(advertised),
+            producer_ids: tokio::sync::Mutex::new((0, -1)),
+            unclean_start,
             groups,
         })
     }
 
-    /// The address announced in Metadata responses.
+    /// The address of the first advertised listener.
     pub fn advertised(&self) -> Advertised {
         self.advertised
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .first()
+            .map(|(_, a)| a.clone())
+            .unwrap_or(Advertised {
+                host: "127.0.0.1".into(),
+                port: 0,
+            })
     }
 
-    /// Records the port actually bound when the configured one was 0.
+    /// The address announced on listener `name` (spec: CLU-31); the first
+    /// listener's when `name` is unknown.
+    pub fn advertised_on(&self, name: &str) -> Advertised {
+        let all = self.advertised.lock().unwrap_or_else(|e| e.into_inner());
+        all.iter()
+            .find(|(n, _)| n == name)
+            .or(all.first())
+            .map(|(_, a)| a.clone())
+            .unwrap_or(Advertised {
+                host: "127.0.0.1".into(),
+                port: 0,
+            })
+    }
+
+    /// Every advertised listener as (name, host, port).
+    pub fn advertised_listeners(&self) -> Vec<(String, String, u16)> {
+        self.advertised
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(n, a)| (n.clone(), a.host.clone(), a.port as u16))
+            .collect()
+    }
+
+    /// Records the port actually bound when the first listener's
+    /// configured one was 0.
     pub fn bound_port(&self, port: u16) {
-        let mut a = self.advertised.lock().unwrap_or_else(|e| e.into_inner());
-        if a.port == 0 {
+        let name = self.config.listeners[0].name.clone();
+        self.bound_port_of(&name, port);
+    }
+
+    /// Records the port listener `name` actually bound when the
+    /// configured one was 0.
+    pub fn bound_port_of(&self, name: &str, port: u16) {
+        let mut all = self.advertised.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, a)) = all.iter_mut().find(|(n, _)| n == name)
+            && a.port == 0
+        {
             a.port = i32::from(port);
         }
+    }
+
+    /// Starts ZooKeeper mode once every listener is bound: registers this
+    /// broker and fills the cache (spec: CLU-4). Nothing in embedded mode.
+    pub async fn start_cluster(self: &Arc<Self>) -> Result<(), ClusterError> {
+        if let Some(zk) = self.metadata.zk() {
+            zk.start(self, self.advertised_listeners(), self.unclean_start)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the ZooKeeper session, if any (spec: CLU-10).
+    pub async fn stop_cluster(&self) {
+        if let Some(zk) = self.metadata.zk() {
+            zk.stop().await;
+        }
+    }
+
+    fn zk_topic_request(&self, mut req: NewTopic) -> Result<NewTopic, TopicError> {
+        // spec: CLU-27 — the offsets topic gets
+        // offsets.topic.replication.factor replicas, and is not created
+        // while fewer brokers are alive, as in Kafka.
+        if req.name == crate::group::OFFSETS_TOPIC {
+            let rf = self.config.offsets_topic_replication_factor;
+            let live = self.metadata.live_brokers().len();
+            if (rf as usize) > live {
+                return Err(TopicError::InvalidReplicationFactor(format!(
+                    "offsets.topic.replication.factor {rf} needs more brokers than the {live} alive"
+                )));
+            }
+            req.replication_factor = rf;
+        }
+        Ok(req)
+    }
+
+    /// Creates a topic in either mode; in ZooKeeper mode waits up to
+    /// `timeout` for the controller to elect every leader.
+    pub async fn create_topic_async(
+        &self,
+        req: NewTopic,
+        validate_only: bool,
+        timeout: Duration,
+    ) -> Result<TopicMeta, TopicError> {
+        match self.metadata.zk() {
+            Some(zk) => {
+                let req = self.zk_topic_request(req)?;
+                zk.create_topic(req, validate_only, timeout).await
+            }
+            None => self.create_topic(req, validate_only),
+        }
+    }
+
+    /// Deletes a topic in either mode.
+    pub async fn delete_topic_async(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<TopicMeta, TopicError> {
+        match self.metadata.zk() {
+            Some(zk) => zk.delete_topic(name, timeout).await,
+            None => self.delete_topic(name),
+        }
+    }
+
+    /// Grows a topic in either mode.
+    pub async fn create_partitions_async(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+        timeout: Duration,
+    ) -> Result<TopicMeta, TopicError> {
+        match self.metadata.zk() {
+            Some(zk) => {
+                zk.create_partitions(name, count, validate_only, timeout)
+                    .await
+            }
+            None => self.create_partitions(name, count, validate_only),
+        }
+    }
+
+    /// Hands out a producer id never given before (spec: PRO-82); in
+    /// ZooKeeper mode from blocks claimed cluster-wide (spec: CLU-28).
+    pub async fn allocate_producer_id(&self) -> Result<i64, TopicError> {
+        let Some(zk) = self.metadata.zk() else {
+            return match &self.metadata {
+                Metadata::Embedded(m) => m.allocate_producer_id(),
+                Metadata::ZooKeeper(_) => Err(TopicError::Storage("no metadata".into())),
+            };
+        };
+        let mut block = self.producer_ids.lock().await;
+        if block.0 > block.1 {
+            *block = zk.claim_producer_id_block().await?;
+        }
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
     }
 
     /// Creates a topic: metadata first, then one log per partition.
@@ -124,9 +293,20 @@ impl Broker {
         validate_only: bool,
     ) -> Result<TopicMeta, TopicError> {
         let name = req.name.clone();
-        let meta = self
-            .metadata
-            .create_topic(&self.config, req, validate_only)?;
+        let embedded = match &self.metadata {
+            Metadata::Embedded(m) => m,
+            Metadata::ZooKeeper(zk) => {
+                // Called from blocking code (the group coordinator).
+                let req = self.zk_topic_request(req)?;
+                // Kafka answers COORDINATOR_NOT_AVAILABLE right after
+                // creating the offsets topic; a short wait saves a retry.
+                let timeout = Duration::from_secs(1);
+                return zk
+                    .block_on(zk.create_topic(req, validate_only, timeout))
+                    .map_err(|e| TopicError::Storage(e.to_string()))?;
+            }
+        };
+        let meta = embedded.create_topic(&self.config, req, validate_only)?;
         if !validate_only {
             self.ensure_logs(&name, 0, meta.partitions)?;
         }
@@ -135,7 +315,12 @@ impl Broker {
 
     /// Deletes a topic: metadata first, then its logs and files.
     pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, TopicError> {
-        let meta = self.metadata.delete_topic(&self.config, name)?;
+        let Some(embedded) = self.metadata.embedded() else {
+            return Err(TopicError::Storage(
+                "deletion in ZooKeeper mode goes through the controller".into(),
+            ));
+        };
+        let meta = embedded.delete_topic(&self.config, name)?;
         for p in 0..meta.partitions {
             self.partitions
                 .remove(&TopicPartition::new(name, p))
@@ -151,15 +336,17 @@ impl Broker {
         count: i32,
         validate_only: bool,
     ) -> Result<TopicMeta, TopicError> {
-        let before = self
-            .metadata
+        let Some(embedded) = self.metadata.embedded() else {
+            return Err(TopicError::Storage(
+                "partitions in ZooKeeper mode are added through the controller".into(),
+            ));
+        };
+        let before = embedded
             .image()
             .topics
             .get(name)
             .map_or(0, |t| t.partitions);
-        let meta = self
-            .metadata
-            .create_partitions(name, count, validate_only)?;
+        let meta = embedded.create_partitions(name, count, validate_only)?;
         if !validate_only {
             self.ensure_logs(name, before, meta.partitions)?;
         }

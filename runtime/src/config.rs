@@ -597,6 +597,78 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay_ms: i32,
     /// `zookeeper.connect` (None: embedded single-node mode).
     pub zookeeper_connect: Option<String>,
+    /// `zookeeper.connect` split into servers and chroot (spec: CLU-3).
+    pub zookeeper: Option<ZkConnect>,
+    /// `zookeeper.session.timeout.ms`.
+    pub zookeeper_session_timeout_ms: i64,
+    /// `zookeeper.connection.timeout.ms` (defaults to the session timeout,
+    /// as in Kafka).
+    pub zookeeper_connection_timeout_ms: i64,
+    /// `inter.broker.listener.name`: the listener other brokers connect to
+    /// (defaults to the first listener).
+    pub inter_broker_listener_name: String,
+    /// `controlled.shutdown.enable`.
+    pub controlled_shutdown_enable: bool,
+    /// `controlled.shutdown.max.retries`.
+    pub controlled_shutdown_max_retries: i32,
+    /// `controlled.shutdown.retry.backoff.ms`.
+    pub controlled_shutdown_retry_backoff_ms: i64,
+    /// `auto.leader.rebalance.enable`.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`.
+    pub leader_imbalance_check_interval_seconds: i64,
+    /// `leader.imbalance.per.broker.percentage`.
+    pub leader_imbalance_per_broker_percentage: i32,
+    /// `offsets.topic.replication.factor`.
+    pub offsets_topic_replication_factor: i16,
+}
+
+/// A parsed `zookeeper.connect`: `host:port[,host:port...][/chroot]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZkConnect {
+    /// The servers, `host:port` each, comma-separated.
+    pub servers: String,
+    /// The chroot path (`None`: the root).
+    pub chroot: Option<String>,
+}
+
+/// Parses `zookeeper.connect` (spec: CLU-3): at least one `host:port`,
+/// an optional chroot that starts with `/`, has no empty component and
+/// does not end with `/`.
+pub fn parse_zk_connect(value: &str) -> Result<ZkConnect, String> {
+    let (servers, chroot) = match value.find('/') {
+        Some(i) => (&value[..i], Some(&value[i..])),
+        None => (value, None),
+    };
+    if servers.trim().is_empty() {
+        return Err("no ZooKeeper server given".into());
+    }
+    for s in servers.split(',') {
+        let s = s.trim();
+        let Some((host, port)) = s.rsplit_once(':') else {
+            return Err(format!("`{s}` is not host:port"));
+        };
+        if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(format!("`{s}` is not host:port"));
+        }
+    }
+    let chroot = match chroot {
+        None | Some("/") => None,
+        Some(c) => {
+            if c.ends_with('/') || c[1..].split('/').any(str::is_empty) {
+                return Err(format!("chroot `{c}` is not a valid ZooKeeper path"));
+            }
+            Some(c.to_owned())
+        }
+    };
+    Ok(ZkConnect {
+        servers: servers
+            .split(',')
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(","),
+        chroot,
+    })
 }
 
 impl Default for BrokerConfig {
@@ -781,6 +853,33 @@ impl BrokerConfig {
 
         let default_replication_factor = i16::try_from(int("default.replication.factor"))
             .map_err(|_| invalid("default.replication.factor", "too large"))?;
+        let offsets_topic_replication_factor =
+            i16::try_from(int("offsets.topic.replication.factor"))
+                .map_err(|_| invalid("offsets.topic.replication.factor", "too large"))?;
+        // spec: CLU-3
+        let zookeeper = match raw("zookeeper.connect") {
+            Some(v) => Some(parse_zk_connect(v).map_err(|r| invalid("zookeeper.connect", &r))?),
+            None => None,
+        };
+        let zookeeper_session_timeout_ms = int("zookeeper.session.timeout.ms");
+        let zookeeper_connection_timeout_ms =
+            if values.contains_key("zookeeper.connection.timeout.ms") {
+                int("zookeeper.connection.timeout.ms")
+            } else {
+                zookeeper_session_timeout_ms
+            };
+        let inter_broker_listener_name = match raw("inter.broker.listener.name") {
+            Some(name) => {
+                if !advertised_listeners.iter().any(|l| l.name == name) {
+                    return Err(invalid(
+                        "inter.broker.listener.name",
+                        "not the name of a listener in advertised.listeners",
+                    ));
+                }
+                name.to_owned()
+            }
+            None => advertised_listeners[0].name.clone(),
+        };
 
         Ok(Self {
             broker_id: int("broker.id") as i32,
@@ -812,6 +911,18 @@ impl BrokerConfig {
             offsets_topic_num_partitions: int("offsets.topic.num.partitions") as i32,
             group_initial_rebalance_delay_ms: int("group.initial.rebalance.delay.ms") as i32,
             zookeeper_connect: raw("zookeeper.connect").map(str::to_owned),
+            zookeeper,
+            zookeeper_session_timeout_ms,
+            zookeeper_connection_timeout_ms,
+            inter_broker_listener_name,
+            controlled_shutdown_enable: boolean("controlled.shutdown.enable"),
+            controlled_shutdown_max_retries: int("controlled.shutdown.max.retries") as i32,
+            controlled_shutdown_retry_backoff_ms: int("controlled.shutdown.retry.backoff.ms"),
+            auto_leader_rebalance_enable: boolean("auto.leader.rebalance.enable"),
+            leader_imbalance_check_interval_seconds: int("leader.imbalance.check.interval.seconds"),
+            leader_imbalance_per_broker_percentage: int("leader.imbalance.per.broker.percentage")
+                as i32,
+            offsets_topic_replication_factor,
             values,
         })
     }
@@ -940,5 +1051,52 @@ mod tests {
                 validate(k.name, k.kind, d).unwrap();
             }
         }
+    }
+
+    // spec: CLU-3
+    #[test]
+    fn zookeeper_connect_is_parsed_and_bad_values_are_named() {
+        let c =
+            BrokerConfig::from_pairs([("zookeeper.connect", "h1:2181, h2:2182/kafka/a")]).unwrap();
+        let zk = c.zookeeper.unwrap();
+        assert_eq!(zk.servers, "h1:2181,h2:2182");
+        assert_eq!(zk.chroot.as_deref(), Some("/kafka/a"));
+        assert_eq!(c.zookeeper_connection_timeout_ms, 18_000);
+        for bad in ["", "/chroot", "h1", "h1:x", "h1:2181/a/", "h1:2181/a//b"] {
+            let e = BrokerConfig::from_pairs([("zookeeper.connect", bad)]).unwrap_err();
+            assert!(e.to_string().contains("zookeeper.connect"), "{bad}: {e}");
+        }
+        assert!(BrokerConfig::default().zookeeper.is_none());
+    }
+
+    #[test]
+    fn cluster_keys_resolve_and_are_checked() {
+        let c = BrokerConfig::from_pairs([
+            (
+                "listeners",
+                "CLIENT://127.0.0.1:9092,BROKER://127.0.0.1:9093",
+            ),
+            ("inter.broker.listener.name", "BROKER"),
+            ("leader.imbalance.per.broker.percentage", "20"),
+            ("controlled.shutdown.enable", "false"),
+        ])
+        .unwrap();
+        assert_eq!(c.inter_broker_listener_name, "BROKER");
+        assert_eq!(c.leader_imbalance_per_broker_percentage, 20);
+        assert!(!c.controlled_shutdown_enable);
+        assert_eq!(c.controlled_shutdown_max_retries, 3);
+        assert_eq!(c.offsets_topic_replication_factor, 3);
+        assert_eq!(
+            BrokerConfig::default().inter_broker_listener_name,
+            "PLAINTEXT"
+        );
+        let e = BrokerConfig::from_pairs([("inter.broker.listener.name", "NOPE")]).unwrap_err();
+        assert!(e.to_string().contains("inter.broker.listener.name"));
+        let e = BrokerConfig::from_pairs([("leader.imbalance.per.broker.percentage", "101")])
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("leader.imbalance.per.broker.percentage")
+        );
     }
 }

@@ -156,6 +156,26 @@ impl ProducerEntry {
     }
 }
 
+/// A partition's leadership as this broker knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaView {
+    /// The leader, `None` when offline.
+    pub leader: Option<gregor_core::ids::BrokerId>,
+    /// The leader epoch.
+    pub leader_epoch: gregor_core::ids::LeaderEpoch,
+    /// The partition epoch.
+    pub partition_epoch: gregor_core::ids::PartitionEpoch,
+    /// The in-sync replicas.
+    pub isr: std::collections::BTreeSet<gregor_core::ids::BrokerId>,
+}
+
+/// What the coordination backend told this broker.
+#[derive(Debug, Default)]
+struct ClusterSide {
+    broker_epoch: Option<i64>,
+    views: HashMap<TopicPartition, ReplicaView>,
+}
+
 /// Options of one append, resolved from broker and topic configs.
 #[derive(Debug, Clone, Copy)]
 pub struct AppendOptions {
@@ -175,6 +195,8 @@ pub struct Partitions {
     producers: Mutex<HashMap<TopicPartition, BTreeMap<i64, ProducerEntry>>>,
     /// Long-polling fetches to wake, per partition (spec: PRO-72).
     waiters: Mutex<HashMap<TopicPartition, Vec<Weak<Notify>>>>,
+    /// What the coordination backend told this broker (ZooKeeper mode).
+    cluster: Mutex<ClusterSide>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -223,6 +245,7 @@ impl Partitions {
             readers: RwLock::new(readers),
             producers: Mutex::new(producers),
             waiters: Mutex::new(HashMap::new()),
+            cluster: Mutex::new(ClusterSide::default()),
         })
     }
 
@@ -430,6 +453,84 @@ impl Partitions {
             Some(mgr) => mgr.shutdown(now_ms()),
             None => Ok(()),
         }
+    }
+
+    // ---- Coordination backend entry points (ZooKeeper mode). ----
+    // The replication engine replaces these with its replica state
+    // machines; until then they record what the backend says, create the
+    // logs of hosted partitions and answer `replica_view`.
+
+    /// The controller's record of a partition this broker hosts changed
+    /// (spec: CLU-12): the log exists from now on.
+    pub fn apply_state(
+        &self,
+        tp: &TopicPartition,
+        state: &gregor_core::controller::PartitionState,
+    ) -> Result<(), StorageError> {
+        self.ensure(tp)?;
+        let mut side = self.cluster.lock().unwrap_or_else(|e| e.into_inner());
+        side.views.insert(
+            tp.clone(),
+            ReplicaView {
+                leader: state.leader,
+                leader_epoch: state.leader_epoch,
+                partition_epoch: state.partition_epoch,
+                isr: state.isr.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    /// This broker registered with `broker_epoch` (spec: CLU-6).
+    pub fn registered(&self, broker_epoch: i64) {
+        self.cluster
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .broker_epoch = Some(broker_epoch);
+    }
+
+    /// The session ended: nothing this broker knew about leadership holds
+    /// any more (spec: CLU-7).
+    pub fn session_lost(&self) {
+        let mut side = self.cluster.lock().unwrap_or_else(|e| e.into_inner());
+        side.broker_epoch = None;
+        side.views.clear();
+    }
+
+    /// The backend's answer to an ISR proposal (spec: CLU-14).
+    pub fn isr_response(
+        &self,
+        tp: &TopicPartition,
+        proposal: &gregor_core::replica::IsrProposal,
+        response: gregor_core::replica::IsrResponse,
+    ) {
+        if let gregor_core::replica::IsrResponse::Accepted(epoch) = response {
+            let mut side = self.cluster.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(v) = side.views.get_mut(tp)
+                && v.leader_epoch == proposal.leader_epoch
+            {
+                v.partition_epoch = epoch;
+                v.isr = proposal.isr.clone();
+            }
+        }
+    }
+
+    /// Leader, leader epoch and ISR of `tp` as this broker knows them.
+    pub fn replica_view(&self, tp: &TopicPartition) -> Option<ReplicaView> {
+        self.cluster
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .views
+            .get(tp)
+            .cloned()
+    }
+
+    /// The broker epoch of the current registration, if any.
+    pub fn broker_epoch(&self) -> Option<i64> {
+        self.cluster
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .broker_epoch
     }
 }
 

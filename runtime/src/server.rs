@@ -34,10 +34,21 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Initial read buffer per connection; grows only for large frames.
 const READ_BUFFER_BYTES: usize = 8 * 1024;
 
-/// A bound listener, ready to serve.
+tokio::task_local! {
+    /// The name of the listener the current connection arrived on.
+    static LISTENER: Arc<str>;
+}
+
+/// The listener the request being handled arrived on (spec: CLU-31);
+/// `None` outside a connection task (e.g. in tests calling handlers).
+pub fn current_listener() -> Option<Arc<str>> {
+    LISTENER.try_with(Clone::clone).ok()
+}
+
+/// Every configured listener, bound, ready to serve.
 #[derive(Debug)]
 pub struct Server {
-    listener: TcpListener,
+    listeners: Vec<(Arc<str>, TcpListener)>,
     broker: Arc<Broker>,
     addr: SocketAddr,
 }
@@ -54,26 +65,44 @@ impl ShutdownHandle {
 }
 
 impl Server {
-    /// Binds the first configured listener.
+    /// Binds every configured listener (spec: CLU-31); in ZooKeeper mode
+    /// then registers the broker with the bound ports (spec: CLU-4).
     pub async fn bind(broker: Arc<Broker>) -> std::io::Result<Self> {
-        let listener_cfg = &broker.config.listeners[0];
-        let addr = listener_cfg
-            .bind_addr()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let listener = TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        broker.bound_port(addr.port());
-        tracing::info!(%addr, listener = %listener_cfg.name, "listening");
+        let mut listeners = Vec::with_capacity(broker.config.listeners.len());
+        for listener_cfg in &broker.config.listeners {
+            let addr = listener_cfg
+                .bind_addr()
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let listener = TcpListener::bind(addr).await?;
+            let addr = listener.local_addr()?;
+            broker.bound_port_of(&listener_cfg.name, addr.port());
+            tracing::info!(%addr, listener = %listener_cfg.name, "listening");
+            listeners.push((Arc::<str>::from(listener_cfg.name.as_str()), listener));
+        }
+        let addr = listeners[0].1.local_addr()?;
+        broker
+            .start_cluster()
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(Self {
-            listener,
+            listeners,
             broker,
             addr,
         })
     }
 
-    /// The address actually bound (a configured port 0 is resolved).
+    /// The address the first listener bound (a configured port 0 is
+    /// resolved).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Every listener's name and bound address, in configuration order.
+    pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners
+            .iter()
+            .filter_map(|(n, l)| Some((n.to_string(), l.local_addr().ok()?)))
+            .collect()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets every
@@ -113,33 +142,51 @@ impl Server {
         let maintenance = tokio::spawn(self.broker.clone().maintenance(stop.clone()));
         let group_timers =
             tokio::spawn(crate::group::run_timers(self.broker.clone(), stop.clone()));
+        let (accepted_tx, mut accepted) = mpsc::channel::<(TcpStream, SocketAddr, Arc<str>)>(16);
+        let mut acceptors = JoinSet::new();
+        for (name, listener) in self.listeners {
+            let tx = accepted_tx.clone();
+            let mut stop = stop.clone();
+            acceptors.spawn(async move {
+                loop {
+                    tokio::select! {
+                        res = listener.accept() => match res {
+                            Ok((stream, peer)) => {
+                                if tx.send((stream, peer, name.clone())).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, listener = %name, "accept failed");
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        },
+                        () = stopped(&mut stop) => return,
+                    }
+                }
+            });
+        }
+        drop(accepted_tx);
         loop {
             tokio::select! {
-                res = self.listener.accept() => {
-                    let (stream, peer) = match res {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
+                Some((stream, peer, listener)) = accepted.recv() => {
                     let Ok(permit) = permits.clone().try_acquire_owned() else {
                         tracing::warn!(%peer, "max.connections reached; closing new connection");
                         continue;
                     };
                     let broker = self.broker.clone();
                     let stop = stop.clone();
-                    connections.spawn(async move {
+                    connections.spawn(LISTENER.scope(listener, async move {
                         connection(stream, peer, broker, stop).await;
                         drop(permit);
-                    });
+                    }));
                 }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 () = stopped(&mut stopping) => break,
             }
         }
-        drop(self.listener);
+        acceptors.shutdown().await;
+        drop(accepted);
         let drain = async { while connections.join_next().await.is_some() {} };
         if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
             tracing::warn!("connections still busy after the grace period; closing them");
@@ -147,6 +194,7 @@ impl Server {
         }
         let _ = maintenance.await;
         let _ = group_timers.await;
+        self.broker.stop_cluster().await;
         let broker = self.broker.clone();
         let _ = tokio::task::spawn_blocking(move || broker.shutdown()).await;
         tracing::info!("shutdown complete");
@@ -236,7 +284,11 @@ async fn connection(
     let (mut rd, wr) = stream.into_split();
     let (queue_tx, queue_rx) = mpsc::channel::<Bytes>(MAX_IN_FLIGHT_PER_CONNECTION);
     let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
-    let writer = tokio::spawn(process_loop(wr, queue_rx, closed_tx, peer, broker.clone()));
+    let process = process_loop(wr, queue_rx, closed_tx, peer, broker.clone());
+    let writer = match current_listener() {
+        Some(name) => tokio::spawn(LISTENER.scope(name, process)),
+        None => tokio::spawn(LISTENER.scope(Arc::from(""), process)),
+    };
     let max = broker.config.socket_request_max_bytes;
     // spec: PRO-31 — a connection that sends nothing for
     // connections.max.idle.ms is closed.

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 pub mod link;
+pub mod zk;
 pub mod znodes;
 
 use crate::codec::{self, CodecError};
@@ -62,6 +63,10 @@ pub enum TopicError {
     /// The metadata file could not be written.
     #[error("metadata store: {0}")]
     Storage(String),
+    /// The change was made but did not complete within the request's
+    /// timeout (ZooKeeper mode: the controller has not acted yet).
+    #[error("{0}")]
+    TimedOut(String),
 }
 
 /// One topic as recorded in the metadata file.
@@ -133,13 +138,13 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
 
 /// Kafka treats `.` and `_` as the same character in metric names, so two
 /// topics that differ only there collide (spec: PRO-50).
-fn collision_key(name: &str) -> String {
+pub(crate) fn collision_key(name: &str) -> String {
     name.replace('.', "_")
 }
 
 /// A fresh 16-byte id. Not cryptographic: unique enough to tell a deleted
 /// topic from a re-created one with the same name.
-fn fresh_id(seed: &str) -> [u8; 16] {
+pub(crate) fn fresh_id(seed: &str) -> [u8; 16] {
     use std::hash::{BuildHasher, Hasher};
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -158,6 +163,51 @@ fn fresh_id(seed: &str) -> [u8; 16] {
         out[0] = 1;
     }
     out
+}
+
+/// The broker's cluster metadata in either mode (spec: CLU-30): the
+/// embedded file of a single-node broker, or the ZooKeeper cache. Both
+/// serve the same [`ClusterImage`] to the data-plane handlers.
+#[derive(Debug)]
+pub enum Metadata {
+    /// Single-node mode: the local metadata file.
+    Embedded(EmbeddedMetadata),
+    /// ZooKeeper mode.
+    ZooKeeper(Arc<zk::ZkCluster>),
+}
+
+impl Metadata {
+    /// The current topics and cluster id.
+    pub fn image(&self) -> Arc<ClusterImage> {
+        match self {
+            Self::Embedded(m) => m.image(),
+            Self::ZooKeeper(z) => z.image(),
+        }
+    }
+
+    /// The ids of the live brokers.
+    pub fn live_brokers(&self) -> Vec<i32> {
+        match self {
+            Self::Embedded(m) => m.live_brokers(),
+            Self::ZooKeeper(z) => z.live_brokers(),
+        }
+    }
+
+    /// The ZooKeeper backend, in ZooKeeper mode.
+    pub fn zk(&self) -> Option<&Arc<zk::ZkCluster>> {
+        match self {
+            Self::Embedded(_) => None,
+            Self::ZooKeeper(z) => Some(z),
+        }
+    }
+
+    /// The metadata file, in embedded mode.
+    pub fn embedded(&self) -> Option<&EmbeddedMetadata> {
+        match self {
+            Self::Embedded(m) => Some(m),
+            Self::ZooKeeper(_) => None,
+        }
+    }
 }
 
 /// Embedded-mode metadata store: an in-memory image mirrored to one file.
@@ -395,7 +445,7 @@ pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), 
 }
 
 /// Kafka renders cluster ids as URL-safe base64 of 16 bytes (22 characters).
-fn cluster_id_text(id: &[u8; 16]) -> String {
+pub(crate) fn cluster_id_text(id: &[u8; 16]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut bits: u128 = u128::from_be_bytes(*id);
     let mut out = Vec::with_capacity(22);

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::broker::Broker;
-use crate::cluster::{EmbeddedMetadata, NewTopic, TopicError};
+use crate::cluster::{Metadata, NewTopic, TopicError};
 use crate::codec;
 use crate::config::{BrokerConfig, TimestampType};
 use crate::partition::{AppendError, AppendOptions, Partitions, now_ms};
@@ -157,7 +157,7 @@ impl Coordinator {
     /// A storage error while reading the offsets partitions.
     pub fn open(
         cfg: &BrokerConfig,
-        metadata: &EmbeddedMetadata,
+        metadata: &Metadata,
         partitions: &Partitions,
     ) -> Result<Self, StorageError> {
         let mut config = group_config(cfg);

@@ -92,6 +92,7 @@ impl From<&TopicError> for ErrorCode {
             TopicError::InvalidConfig(_) => Self::InvalidConfig,
             TopicError::DeletionDisabled => Self::TopicDeletionDisabled,
             TopicError::Storage(_) => Self::KafkaStorageError,
+            TopicError::TimedOut(_) => Self::RequestTimedOut,
         }
     }
 }

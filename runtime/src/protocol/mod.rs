@@ -178,12 +178,12 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
             };
         }
         ApiKey::ListOffsets => apis::list_offsets::handle(broker, &header, reader),
-        ApiKey::InitProducerId => apis::init_producer_id::handle(broker, &header, reader),
+        ApiKey::InitProducerId => apis::init_producer_id::handle(broker, &header, reader).await,
         ApiKey::ApiVersions => apis::api_versions::handle(broker, &header, reader),
-        ApiKey::Metadata => apis::metadata::handle(broker, &header, reader),
-        ApiKey::CreateTopics => apis::create_topics::handle(broker, &header, reader),
-        ApiKey::DeleteTopics => apis::delete_topics::handle(broker, &header, reader),
-        ApiKey::CreatePartitions => apis::create_partitions::handle(broker, &header, reader),
+        ApiKey::Metadata => apis::metadata::handle(broker, &header, reader).await,
+        ApiKey::CreateTopics => apis::create_topics::handle(broker, &header, reader).await,
+        ApiKey::DeleteTopics => apis::delete_topics::handle(broker, &header, reader).await,
+        ApiKey::CreatePartitions => apis::create_partitions::handle(broker, &header, reader).await,
         ApiKey::DescribeConfigs => apis::describe_configs::handle(broker, &header, reader),
         ApiKey::FindCoordinator => apis::find_coordinator::handle(broker, &header, reader).await,
         ApiKey::JoinGroup => apis::join_group::handle(broker, &header, reader).await,

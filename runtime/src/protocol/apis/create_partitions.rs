@@ -15,7 +15,7 @@ use super::{sb, topic_name};
 use crate::broker::Broker;
 
 /// Answers a CreatePartitions request.
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     header: &RequestHeader,
     mut r: Reader,
@@ -39,15 +39,16 @@ pub fn handle(
         r.tagged_fields()?;
         requested.push((name, count, assignment_ok));
     }
-    let _timeout_ms = r.i32("timeout_ms")?;
+    let timeout_ms = r.i32("timeout_ms")?;
     let validate_only = r.bool("validate_only")?;
     r.tagged_fields()?;
     r.finish()?;
 
+    let timeout = std::time::Duration::from_millis(timeout_ms.max(0) as u64);
     let mut seen = BTreeSet::new();
-    let results = requested
-        .into_iter()
-        .map(|(name, count, assignment_ok)| {
+    let mut results = Vec::with_capacity(requested.len());
+    for (name, count, assignment_ok) in requested {
+        results.push({
             let (code, msg) = if !seen.insert(name.clone()) {
                 (
                     ErrorCode::InvalidRequest,
@@ -59,7 +60,10 @@ pub fn handle(
                     Some("Unknown broker id in replica assignment".to_owned()),
                 )
             } else {
-                match broker.create_partitions(&name, count, validate_only) {
+                match broker
+                    .create_partitions_async(&name, count, validate_only, timeout)
+                    .await
+                {
                     Ok(_) => (ErrorCode::None, None),
                     Err(e) => (ErrorCode::from(&e), Some(e.to_string())),
                 }
@@ -68,8 +72,8 @@ pub fn handle(
                 .with_name(topic_name(name))
                 .with_error_code(code.code())
                 .with_error_message(msg.map(sb))
-        })
-        .collect();
+        });
+    }
     let resp = CreatePartitionsResponse::default().with_results(results);
     encode_body(&resp, header.api_version).map(Some)
 }

@@ -29,7 +29,7 @@ struct Outcome {
 }
 
 /// Answers a CreateTopics request.
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     header: &RequestHeader,
     mut r: Reader,
@@ -74,7 +74,7 @@ pub fn handle(
             duplicate_partition,
         ));
     }
-    let _timeout_ms = r.i32("timeout_ms")?;
+    let timeout_ms = r.i32("timeout_ms")?;
     let validate_only = if v >= 1 {
         r.bool("validate_only")?
     } else {
@@ -117,7 +117,9 @@ pub fn handle(
             continue;
         }
         let name = t.name.clone();
-        match broker.create_topic(t, validate_only) {
+        // spec: CLU-22 — in ZooKeeper mode, wait for the leaders.
+        let timeout = std::time::Duration::from_millis(timeout_ms.max(0) as u64);
+        match broker.create_topic_async(t, validate_only, timeout).await {
             Ok(meta) => outcomes.push(Outcome {
                 name,
                 error: ErrorCode::None,

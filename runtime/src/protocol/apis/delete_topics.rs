@@ -12,7 +12,7 @@ use super::topic_name;
 use crate::broker::Broker;
 
 /// Answers a DeleteTopics request.
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     header: &RequestHeader,
     mut r: Reader,
@@ -23,20 +23,20 @@ pub fn handle(
     for _ in 0..n {
         names.push(r.str("topic name")?.to_owned());
     }
-    let _timeout_ms = r.i32("timeout_ms")?;
+    let timeout_ms = r.i32("timeout_ms")?;
     r.tagged_fields()?;
     r.finish()?;
 
-    let results: Vec<(String, ErrorCode)> = names
-        .into_iter()
-        .map(|name| {
-            let code = match broker.delete_topic(&name) {
-                Ok(_) => ErrorCode::None,
-                Err(e) => ErrorCode::from(&e),
-            };
-            (name, code)
-        })
-        .collect();
+    let timeout = std::time::Duration::from_millis(timeout_ms.max(0) as u64);
+    let mut results: Vec<(String, ErrorCode)> = Vec::with_capacity(names.len());
+    for name in names {
+        // spec: CLU-23 — in ZooKeeper mode, wait until the controller is done.
+        let code = match broker.delete_topic_async(&name, timeout).await {
+            Ok(_) => ErrorCode::None,
+            Err(e) => ErrorCode::from(&e),
+        };
+        results.push((name, code));
+    }
 
     if v == 0 {
         // Version 0 is gone from the kafka-protocol crate: encode by hand.

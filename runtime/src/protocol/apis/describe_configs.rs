@@ -167,6 +167,8 @@ pub fn handle(
     r.tagged_fields()?;
     r.finish()?;
 
+    // spec: CLU-25 — in ZooKeeper mode the image is the cache of
+    // /config/topics.
     let image = broker.metadata.image();
     let results: Vec<ResourceResult> = resources
         .into_iter()

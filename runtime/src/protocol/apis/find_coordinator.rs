@@ -64,34 +64,52 @@ pub async fn handle(
         KEY_TYPE_TRANSACTION => COORDINATOR_NOT_AVAILABLE,
         _ => INVALID_REQUEST,
     };
-    let me = broker.advertised();
-    let (node, host, port) = if error == 0 {
-        (broker.config.broker_id, me.host, me.port)
-    } else {
-        (-1, String::new(), -1)
-    };
-    let message = (error != 0).then(|| {
-        sb(if error == INVALID_REQUEST {
-            "unknown key type"
-        } else {
-            "the coordinator is not available"
+    // One answer per key: in ZooKeeper mode groups hash to different
+    // partitions, hence possibly to different coordinators.
+    let answers: Vec<(i16, (i32, String, i32))> = keys
+        .iter()
+        .map(|key| match (error, broker.metadata.zk()) {
+            (0, Some(zk)) => zk_coordinator(broker, zk, key),
+            (0, None) => {
+                let me = match crate::server::current_listener().filter(|l| !l.is_empty()) {
+                    Some(l) => broker.advertised_on(&l),
+                    None => broker.advertised(),
+                };
+                (0, (broker.config.broker_id, me.host, me.port))
+            }
+            (e, _) => (e, (-1, String::new(), -1)),
         })
-    });
+        .collect();
+    let message_of = |error: i16| {
+        (error != 0).then(|| {
+            sb(if error == INVALID_REQUEST {
+                "unknown key type"
+            } else {
+                "the coordinator is not available"
+            })
+        })
+    };
     let resp = if v >= 4 {
         FindCoordinatorResponse::default().with_coordinators(
             keys.into_iter()
-                .map(|key| {
+                .zip(answers)
+                .map(|(key, (error, (node, host, port)))| {
                     Coordinator::default()
                         .with_key(sb(key))
                         .with_node_id(BrokerId(node))
-                        .with_host(sb(host.clone()))
+                        .with_host(sb(host))
                         .with_port(port)
                         .with_error_code(error)
-                        .with_error_message(message.clone())
+                        .with_error_message(message_of(error))
                 })
                 .collect(),
         )
     } else {
+        let (error, (node, host, port)) = answers
+            .into_iter()
+            .next()
+            .unwrap_or((INVALID_REQUEST, (-1, String::new(), -1)));
+        let message = message_of(error);
         let resp = FindCoordinatorResponse::default()
             .with_error_code(error)
             .with_node_id(BrokerId(node))
@@ -112,5 +130,34 @@ async fn ensure_offsets_topic(broker: &Arc<Broker>) -> Result<(), String> {
     match tokio::task::spawn_blocking(move || b.groups.ensure_offsets_topic(&b)).await {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The coordinator in ZooKeeper mode: the live leader of the group's
+/// `__consumer_offsets` partition, at the listener the request came in
+/// on; COORDINATOR_NOT_AVAILABLE while it has none (spec: CLU-29).
+fn zk_coordinator(
+    broker: &Broker,
+    zk: &crate::cluster::zk::ZkCluster,
+    key: &str,
+) -> (i16, (i32, String, i32)) {
+    let none = (COORDINATOR_NOT_AVAILABLE, (-1, String::new(), -1));
+    let view = zk.view();
+    let tp = gregor_core::ids::TopicPartition::new(
+        crate::group::OFFSETS_TOPIC,
+        broker.groups.partition_for(key),
+    );
+    let Some(leader) = view.partition(&tp).and_then(|s| s.leader) else {
+        return none;
+    };
+    let listener = crate::server::current_listener()
+        .filter(|l| !l.is_empty())
+        .map_or_else(
+            || broker.config.listeners[0].name.clone(),
+            |l| l.to_string(),
+        );
+    match view.endpoint(leader, &listener) {
+        Some(e) => (0, (leader.0, e.host, i32::from(e.port))),
+        None => none,
     }
 }

@@ -12,7 +12,7 @@ use super::super::{HandlerError, encode_body};
 use crate::broker::Broker;
 
 /// Answers an InitProducerId request.
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     header: &RequestHeader,
     mut r: Reader,
@@ -42,7 +42,7 @@ pub fn handle(
         resp.with_producer_id(ProducerId(current_id))
             .with_producer_epoch(current_epoch + 1)
     } else {
-        match broker.metadata.allocate_producer_id() {
+        match broker.allocate_producer_id().await {
             Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
             Err(e) => {
                 tracing::error!(error = %e, "cannot allocate a producer id");

@@ -16,6 +16,7 @@ use super::super::wire::Reader;
 use super::super::{HandlerError, encode_body};
 use super::{sb, topic_name};
 use crate::broker::Broker;
+use crate::cluster::zk::{ClusterView, TopicView, ZkCluster};
 use crate::cluster::{INTERNAL_TOPICS, NewTopic, TopicError, TopicMeta};
 
 /// Which topics a Metadata request asks about.
@@ -27,7 +28,7 @@ enum Wanted {
 }
 
 /// Answers a Metadata request.
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     header: &RequestHeader,
     mut r: Reader,
@@ -76,6 +77,9 @@ pub fn handle(
     r.tagged_fields()?;
     r.finish()?;
 
+    if let Some(zk) = broker.metadata.zk() {
+        return zk_response(broker, zk, wanted, allow_auto_create, v).await;
+    }
     let cfg = &broker.config;
     let me = cfg.broker_id;
     let image = broker.metadata.image();
@@ -150,7 +154,11 @@ pub fn handle(
         }
     }
 
-    let adv = broker.advertised();
+    // spec: CLU-31 — the address of the listener the request came in on.
+    let adv = match crate::server::current_listener().filter(|l| !l.is_empty()) {
+        Some(l) => broker.advertised_on(&l),
+        None => broker.advertised(),
+    };
     let resp = MetadataResponse::default()
         .with_brokers(vec![
             MetadataResponseBroker::default()
@@ -187,6 +195,151 @@ fn topic_entry(me: i32, name: &str, meta: &TopicMeta, code: ErrorCode) -> Metada
         .with_error_code(code.code())
         .with_name(Some(topic_name(name)))
         .with_topic_id(uuid::Uuid::from_bytes(meta.id))
+        .with_is_internal(INTERNAL_TOPICS.contains(&name))
+        .with_partitions(partitions)
+}
+
+/// Metadata in ZooKeeper mode, from the cache (spec: CLU-32, CLU-33):
+/// every registered broker at the listener the request arrived on, the
+/// controller, and each partition's leader, epoch, replicas, ISR and
+/// offline replicas.
+async fn zk_response(
+    broker: &Broker,
+    zk: &ZkCluster,
+    wanted: Wanted,
+    allow_auto_create: bool,
+    v: i16,
+) -> Result<Option<BytesMut>, HandlerError> {
+    let cfg = &broker.config;
+    let mut view = zk.view();
+    let mut topics = Vec::new();
+    match wanted {
+        Wanted::All => {
+            for (name, t) in &view.topics {
+                topics.push(zk_topic_entry(&view, name, t));
+            }
+        }
+        Wanted::Some(list) => {
+            for (name, id) in list {
+                let Some(name) = name else {
+                    match view.topics.iter().find(|(_, t)| t.id == id) {
+                        Some((n, t)) => topics.push(zk_topic_entry(&view, n, t)),
+                        None => {
+                            let mut t = MetadataResponseTopic::default()
+                                .with_error_code(ErrorCode::UnknownTopicId as i16)
+                                .with_topic_id(uuid::Uuid::from_bytes(id));
+                            t.name = None;
+                            topics.push(t);
+                        }
+                    }
+                    continue;
+                };
+                if let Some(t) = view.topics.get(&name) {
+                    topics.push(zk_topic_entry(&view, &name, t));
+                    continue;
+                }
+                let auto = cfg.auto_create_topics_enable
+                    && allow_auto_create
+                    && !INTERNAL_TOPICS.contains(&name.as_str());
+                if !auto {
+                    let code = match crate::cluster::validate_topic_name(&name) {
+                        Ok(()) => ErrorCode::UnknownTopicOrPartition,
+                        Err(e) => ErrorCode::from(&e),
+                    };
+                    topics.push(error_entry(&name, code));
+                    continue;
+                }
+                // spec: CLU-34 — auto-creation answers LEADER_NOT_AVAILABLE
+                // until the controller has elected the leaders, as Kafka.
+                let req = NewTopic {
+                    name: name.clone(),
+                    partitions: -1,
+                    replication_factor: -1,
+                    assignments: BTreeMap::new(),
+                    configs: BTreeMap::new(),
+                };
+                let res = broker
+                    .create_topic_async(req, false, std::time::Duration::ZERO)
+                    .await;
+                view = zk.view();
+                match res {
+                    Ok(_) | Err(TopicError::AlreadyExists(_)) | Err(TopicError::TimedOut(_)) => {
+                        match view.topics.get(&name) {
+                            Some(t) if t.states.len() == t.assignment.len() => {
+                                topics.push(zk_topic_entry(&view, &name, t))
+                            }
+                            _ => topics.push(error_entry(&name, ErrorCode::LeaderNotAvailable)),
+                        }
+                    }
+                    Err(e) => topics.push(error_entry(&name, ErrorCode::from(&e))),
+                }
+            }
+        }
+    }
+    // spec: CLU-31 — endpoints of the listener the request came in on.
+    let listener = crate::server::current_listener()
+        .filter(|l| !l.is_empty())
+        .map_or_else(|| cfg.listeners[0].name.clone(), |l| l.to_string());
+    let brokers = view
+        .brokers
+        .iter()
+        .filter_map(|(id, b)| {
+            let (host, port) = b.registration.endpoint(&listener)?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(id.0))
+                    .with_host(sb(host))
+                    .with_port(i32::from(port))
+                    .with_rack(b.registration.rack.clone().map(sb)),
+            )
+        })
+        .collect();
+    let resp = MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(sb(view.cluster_id.clone())))
+        .with_controller_id(BrokerId(view.controller.map_or(-1, |c| c.0)))
+        .with_topics(topics);
+    encode_body(&resp, v).map(Some)
+}
+
+/// One topic from the ZooKeeper cache (spec: CLU-33).
+fn zk_topic_entry(view: &ClusterView, name: &str, t: &TopicView) -> MetadataResponseTopic {
+    let partitions = t
+        .assignment
+        .iter()
+        .map(|(p, replicas)| {
+            let state = t.states.get(p).map(|(s, _)| s);
+            let leader = state.and_then(|s| s.leader);
+            let live_leader = leader.filter(|l| view.brokers.contains_key(l));
+            let code = if live_leader.is_some() {
+                ErrorCode::None
+            } else {
+                ErrorCode::LeaderNotAvailable
+            };
+            MetadataResponsePartition::default()
+                .with_error_code(code.code())
+                .with_partition_index(*p)
+                .with_leader_id(BrokerId(live_leader.map_or(-1, |l| l.0)))
+                .with_leader_epoch(state.map_or(-1, |s| s.leader_epoch.0))
+                .with_replica_nodes(replicas.iter().map(|b| BrokerId(b.0)).collect())
+                .with_isr_nodes(
+                    state
+                        .map(|s| s.isr.iter().map(|b| BrokerId(b.0)).collect())
+                        .unwrap_or_default(),
+                )
+                .with_offline_replicas(
+                    replicas
+                        .iter()
+                        .filter(|b| !view.brokers.contains_key(b))
+                        .map(|b| BrokerId(b.0))
+                        .collect(),
+                )
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_error_code(ErrorCode::None.code())
+        .with_name(Some(topic_name(name)))
+        .with_topic_id(uuid::Uuid::from_bytes(t.id))
         .with_is_internal(INTERNAL_TOPICS.contains(&name))
         .with_partitions(partitions)
 }
