@@ -192,10 +192,44 @@ impl Broker {
     /// broker and fills the cache (spec: CLU-4). Nothing in embedded mode.
     pub async fn start_cluster(self: &Arc<Self>) -> Result<(), ClusterError> {
         if let Some(zk) = self.metadata.zk() {
+            // Every ZooKeeper session of this broker campaigns for the
+            // controller role (spec: CLU-60).
+            zk.set_controller(Arc::new(|client, config, broker_id, stop| {
+                Box::pin(crate::controller::run(
+                    client,
+                    crate::controller::ControllerContext::new(config, broker_id, stop),
+                ))
+            }));
             zk.start(self, self.advertised_listeners(), self.unclean_start)
                 .await?;
         }
         Ok(())
+    }
+
+    /// In ZooKeeper mode with `controlled.shutdown.enable`, asks the
+    /// controller to move this broker's leaderships to other in-sync
+    /// replicas and waits until none is left or the retries run out
+    /// (spec: CLU-85, CLU-87).
+    pub async fn controlled_shutdown(&self) {
+        let Some(zk) = self.metadata.zk() else {
+            return;
+        };
+        if !self.config.controlled_shutdown_enable {
+            return;
+        }
+        let me = gregor_core::ids::BrokerId(self.config.broker_id);
+        let timeout = crate::controller::controlled_shutdown_timeout(&self.config);
+        let client = match zk.connected_client().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "controlled shutdown skipped: no ZooKeeper session");
+                return;
+            }
+        };
+        match crate::controller::controlled_shutdown(&client, me, timeout).await {
+            Ok(()) => tracing::info!("controlled shutdown: no partition is led here any more"),
+            Err(e) => tracing::warn!(error = %e, "controlled shutdown incomplete; stopping anyway"),
+        }
     }
 
     /// Ends the ZooKeeper session, if any (spec: CLU-10).

@@ -185,6 +185,9 @@ impl Server {
                 () = stopped(&mut stopping) => break,
             }
         }
+        // spec: CLU-85 — leaderships move away while this broker still
+        // serves, so clients and followers switch without a failure.
+        self.broker.controlled_shutdown().await;
         acceptors.shutdown().await;
         drop(accepted);
         let drain = async { while connections.join_next().await.is_some() {} };
