@@ -194,7 +194,7 @@ impl Broker {
         if let Some(zk) = self.metadata.zk() {
             // Every ZooKeeper session of this broker campaigns for the
             // controller role (spec: CLU-60).
-            zk.set_controller(Arc::new(|client, config, broker_id, stop| {
+            zk.set_default_controller(Arc::new(|client, config, broker_id, stop| {
                 Box::pin(crate::controller::run(
                     client,
                     crate::controller::ControllerContext::new(config, broker_id, stop),
