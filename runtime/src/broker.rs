@@ -65,6 +65,20 @@ pub struct Broker {
 impl Broker {
     /// Opens the data directories and the metadata file.
     pub fn open(config: BrokerConfig) -> Result<Self, BrokerError> {
+        let link = Arc::new(crate::cluster::link::SoloLink::new(
+            gregor_core::ids::BrokerId(config.broker_id),
+        ));
+        Self::open_with_link(config, link)
+    }
+
+    /// Opens the broker with topics from the embedded metadata file and
+    /// replica roles from `link`. Every partition first leads alone (the
+    /// single-node mode, spec: REP-60); a backend with other brokers then
+    /// applies its own records through `Partitions::apply_state`.
+    pub fn open_with_link(
+        config: BrokerConfig,
+        link: Arc<dyn crate::cluster::link::ClusterLink>,
+    ) -> Result<Self, BrokerError> {
         if config.zookeeper_connect.is_some() {
             return Err(BrokerError::ZooKeeperUnsupported);
         }
@@ -75,8 +89,11 @@ impl Broker {
             })?;
         }
         let metadata = EmbeddedMetadata::open(&config.log_dirs[0], config.broker_id)?;
-        let partitions = Partitions::open(&config)?;
+        let partitions = Partitions::open(&config, link)?;
         reconcile(&metadata, &partitions)?;
+        for tp in partitions.held() {
+            partitions.lead_alone(&tp)?;
+        }
         let groups = crate::group::Coordinator::open(&config, &metadata, &partitions)?;
         let listener = &config.advertised_listeners[0];
         let host = match listener.host.as_str() {
@@ -169,7 +186,7 @@ impl Broker {
     fn ensure_logs(&self, name: &str, from: i32, to: i32) -> Result<(), TopicError> {
         for p in from..to {
             self.partitions
-                .ensure(&TopicPartition::new(name, p))
+                .lead_alone(&TopicPartition::new(name, p))
                 .map_err(|e| TopicError::Storage(e.to_string()))?;
         }
         Ok(())
@@ -188,6 +205,7 @@ impl Broker {
                 .unwrap_or(60_000)
                 .max(1),
         );
+        tokio::spawn(crate::replication::run(self.clone(), stop.clone()));
         let start = tokio::time::Instant::now();
         let (mut last_retention, mut last_checkpoint) = (start, start);
         let mut tick = tokio::time::interval(TICK);

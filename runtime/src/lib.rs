@@ -10,5 +10,6 @@ pub mod config;
 pub mod group;
 pub mod partition;
 pub mod protocol;
+pub mod replication;
 pub mod server;
 pub mod storage;
