@@ -162,18 +162,23 @@ impl Cluster {
     /// Three brokers hosting one partition led by broker 1 in epoch 1 with
     /// ISR {1, 2, 3}.
     async fn start(lag_ms: &str, topic_min_isr: &str) -> Self {
+        Self::start_with(lag_ms, topic_min_isr, &[]).await
+    }
+
+    async fn start_with(lag_ms: &str, topic_min_isr: &str, extra: &[(&str, &str)]) -> Self {
         let controller = Arc::new(Controller::default());
         let mut nodes = Vec::new();
         for id in 1..=3 {
             let dir = tempfile::tempdir().unwrap();
-            let config = BrokerConfig::from_pairs([
+            let mut pairs = vec![
                 ("broker.id".to_owned(), id.to_string()),
                 ("listeners".to_owned(), "PLAINTEXT://127.0.0.1:0".to_owned()),
                 ("log.dirs".to_owned(), dir.path().display().to_string()),
                 ("replica.lag.time.max.ms".to_owned(), lag_ms.to_owned()),
                 ("replica.fetch.wait.max.ms".to_owned(), "100".to_owned()),
-            ])
-            .unwrap();
+            ];
+            pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            let config = BrokerConfig::from_pairs(pairs).unwrap();
             let link = Arc::new(TestLink {
                 me: BrokerId(id),
                 controller: controller.clone(),
@@ -514,4 +519,67 @@ async fn leader_change_truncates_the_divergent_suffix() {
     assert_eq!(consume(&mut two, 0, 9).await.0, 75, "UNKNOWN_LEADER_EPOCH");
     let (err, hw, values) = consume(&mut two, 0, 3).await;
     assert_eq!((err, hw, values.len()), (0, 4, 4));
+}
+
+/// REP-66: the group coordinator follows the leadership of its
+/// `__consumer_offsets` partition. Commits are replicated before they are
+/// answered; after a leader change the new leader serves the group with
+/// the committed offset and the old one no longer does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_coordinator_follows_offsets_leadership() {
+    let c = Cluster::start_with("10000", "1", &[("offsets.topic.num.partitions", "1")]).await;
+    let offsets = TopicPartition::new("__consumer_offsets", 0);
+    for n in &c.nodes {
+        n.broker.groups.ensure_offsets_topic(&n.broker).unwrap();
+    }
+    c.controller
+        .send(&offsets, &state(Some(1), 1, 1, &[1, 2, 3]), None);
+    let offsets_end = |id: i32| {
+        c.node(id)
+            .broker
+            .partitions
+            .reader(&offsets)
+            .unwrap()
+            .log_end()
+    };
+    let mut one = c.client(1).await;
+    assert_eq!(
+        one.commit_offsets("g", -1, "", TOPIC, &[(0, 42)])
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(offsets_end(1) >= 1);
+    assert!(
+        offsets_end(2) >= offsets_end(1),
+        "commit answered before replication"
+    );
+    assert!(
+        offsets_end(3) >= offsets_end(1),
+        "commit answered before replication"
+    );
+
+    c.controller
+        .send(&offsets, &state(Some(2), 2, 2, &[1, 2, 3]), None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut two = c.client(2).await;
+        if let Ok(committed) = two.committed_offsets("g", Some((TOPIC, &[0]))).await
+            && committed.first().map(|o| o.offset) == Some(42)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "new coordinator never loaded the group"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut one = c.client(1).await;
+    assert!(
+        one.commit_offsets("g", -1, "", TOPIC, &[(0, 43)])
+            .await
+            .is_err(),
+        "the old coordinator must not accept commits"
+    );
 }
