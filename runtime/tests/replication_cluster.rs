@@ -583,3 +583,34 @@ async fn group_coordinator_follows_offsets_leadership() {
         "the old coordinator must not accept commits"
     );
 }
+
+/// REP-65: a broker that loses its coordination session stops leading:
+/// the waiting acks=all request fails, produce and fetch answer
+/// NOT_LEADER_OR_FOLLOWER until a new record arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_loss_stops_leading() {
+    let c = Cluster::start("10000", "1").await;
+    let mut leader = c.client(1).await;
+    assert_eq!(produce(&mut leader, -1, 10_000, &["a"]).await, (0, 0));
+    // Follower 3 stops fetching, so the next acks=all request waits.
+    c.controller
+        .send(&c.tp, &state(None, 2, 2, &[1, 2, 3]), Some(&[3]));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut waiting = c.client(1).await;
+    let pending = tokio::spawn(async move { produce(&mut waiting, -1, 10_000, &["b"]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!pending.is_finished(), "acks=all waits for follower 3");
+    c.node(1).broker.partitions.session_lost();
+    let (err, _) = tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .expect("the waiting request is answered")
+        .unwrap();
+    assert_eq!(err, 6, "REP-65: the waiting acks=all request fails");
+    assert_eq!(produce(&mut leader, 1, 1000, &["c"]).await.0, 6);
+    assert_eq!(consume(&mut leader, 0, -1).await.0, 6);
+    assert!(c.node(1).broker.partitions.replica_view(&c.tp).is_none());
+    // A new record brings it back.
+    c.controller
+        .send(&c.tp, &state(Some(1), 3, 3, &[1, 2]), Some(&[1, 2]));
+    assert_eq!(produce(&mut leader, -1, 10_000, &["d"]).await.0, 0);
+}
