@@ -103,7 +103,12 @@ pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         if *stop.borrow() {
             break;
         }
-        broker.partitions.tick();
+        // The lag check takes the partitions lock, which appends hold
+        // across disk writes: keep it off the async workers.
+        let b = broker.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || b.partitions.tick()).await {
+            tracing::error!(error = %e, "replica timer task failed");
+        }
         let plan = broker.partitions.fetch_plan();
         let mut wanted: BTreeMap<(BrokerId, usize), ()> = BTreeMap::new();
         for (tp, leader) in &plan {
