@@ -85,10 +85,6 @@ pub enum CoordinatorError {
     /// The group was removed before its answer was ready.
     #[error("group removed while the request waited")]
     Abandoned,
-    /// This broker does not lead the group's `__consumer_offsets`
-    /// partition (spec: REP-66).
-    #[error("not the coordinator of group {0}")]
-    NotCoordinator(String),
 }
 
 /// One group with the requests waiting for its answers.
@@ -401,7 +397,9 @@ impl Coordinator {
         self.ensure_topic_locked(broker, &mut st)?;
         let tp = TopicPartition::new(OFFSETS_TOPIC, self.partition_for(group_id));
         if !broker.partitions.is_leader(&tp) {
-            return Err(CoordinatorError::NotCoordinator(group_id.to_owned()));
+            // spec: REP-66 — clients look the coordinator up again.
+            let _ = tx.send(not_coordinator(&body));
+            return Ok(rx);
         }
         let slot = st
             .groups
@@ -609,6 +607,58 @@ impl Coordinator {
                 Err(PersistFailure::Unavailable)
             }
         }
+    }
+}
+
+/// The NOT_COORDINATOR answer to `request`, variant for variant
+/// (spec: REP-66).
+fn not_coordinator(request: &Request) -> Response {
+    use gregor_core::group::{
+        DeleteGroupResponse, DescribeGroupResponse, ErrorCode, JoinGroupResponse,
+        LeaveGroupResponse, OffsetCommitResponse, OffsetFetchResponse, SyncGroupResponse,
+    };
+    use gregor_core::ids::{Generation, MemberId};
+    let error = ErrorCode::NotCoordinator;
+    match request {
+        Request::Join(_) => Response::Join(JoinGroupResponse {
+            error,
+            generation: Generation::new(-1),
+            protocol_type: None,
+            protocol_name: None,
+            leader: MemberId(String::new()),
+            member_id: MemberId(String::new()),
+            members: Vec::new(),
+        }),
+        Request::Sync(_) => Response::Sync(SyncGroupResponse {
+            error,
+            protocol_type: None,
+            protocol_name: None,
+            assignment: Vec::new(),
+        }),
+        Request::Heartbeat(_) => Response::Heartbeat(error),
+        Request::Leave(_) => Response::Leave(LeaveGroupResponse {
+            error,
+            members: Vec::new(),
+        }),
+        Request::OffsetCommit(c) => Response::OffsetCommit(OffsetCommitResponse {
+            partitions: c
+                .partitions
+                .iter()
+                .map(|p| (p.partition.clone(), error))
+                .collect(),
+        }),
+        Request::OffsetFetch(_) => Response::OffsetFetch(OffsetFetchResponse {
+            error,
+            partitions: Vec::new(),
+        }),
+        Request::Describe => Response::Describe(DescribeGroupResponse {
+            error,
+            state: "",
+            protocol_type: String::new(),
+            protocol: String::new(),
+            members: Vec::new(),
+        }),
+        Request::Delete => Response::Delete(DeleteGroupResponse { error }),
     }
 }
 
