@@ -1054,6 +1054,61 @@ impl Partitions {
         }
     }
 
+    /// The leader answered OFFSET_OUT_OF_RANGE to this follower's fetch
+    /// from `fetch_offset`; `leader_start` is the leader's log start. A
+    /// follower whose end fell below the leader's log start (retention
+    /// removed what it lacks) empties its log and restarts at the leader's
+    /// start (spec: REP-68); otherwise the core decides (REP-6).
+    pub fn follower_out_of_range(
+        &self,
+        tp: &TopicPartition,
+        leader_epoch: LeaderEpoch,
+        fetch_offset: i64,
+        leader_start: i64,
+    ) {
+        let mut deferred = Deferred::default();
+        {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            let (Some(mgr), Some(slot)) = (inner.mgr.as_mut(), inner.slots.get_mut(tp)) else {
+                return;
+            };
+            let current = slot.replica.leader_epoch() == leader_epoch
+                && slot.replica.log().log_end().get() == fetch_offset
+                && !slot.replica.is_leader();
+            if !current || leader_start <= fetch_offset {
+                slot.replica.handle_fetch_error(
+                    leader_epoch,
+                    FetchError::OffsetOutOfRange {
+                        offset: Offset(fetch_offset),
+                        start: Offset(leader_start),
+                        end: Offset(-1),
+                    },
+                );
+                return;
+            }
+            let Some(log) = mgr.get_mut(tp) else { return };
+            tracing::warn!(partition = %tp, end = fetch_offset, leader_start, "follower fell below the leader's log start; restarting there");
+            if let Err(e) = log.truncate_fully_and_start_at(leader_start, now_ms()) {
+                tracing::error!(partition = %tp, error = %e, "cannot restart the log");
+                return;
+            }
+            slot.replica = Replica::new(
+                self.replica_config,
+                log.meta().clone(),
+                Offset(leader_start),
+            );
+            slot.replica
+                .handle_registered(self.broker_epoch.load(Ordering::Acquire));
+            if let Some(state) = slot.state.clone() {
+                slot.replica.handle_partition_state(&state, self.now());
+            }
+            let _ = self.apply_effects(mgr, tp, slot, None, &mut deferred);
+            self.after_role(tp, slot, false, &mut deferred);
+        }
+        self.finish(deferred);
+    }
+
     /// Records fetched from the leader (spec: REP-64): the entries are
     /// checked (framing, CRC) and appended as they are — offsets and
     /// epochs kept — when the core accepts them for its current end; the
@@ -1178,7 +1233,7 @@ impl Partitions {
             match effect {
                 Effect::Append { .. } => {
                     if let Some(b) = bytes.take().filter(|b| !b.is_empty())
-                        && let Err(e) = log.append(b, now_ms())
+                        && let Err(e) = append_in_segments(log, b)
                     {
                         failure = Some(e);
                         continue;
@@ -1331,6 +1386,34 @@ impl Partitions {
             None => Ok(()),
         }
     }
+}
+
+/// Appends whole entries, in as few writes as the segment size allows: a
+/// follower's fetched chunk may be larger than one segment (spec: REP-64).
+fn append_in_segments(
+    log: &mut crate::storage::log::Log,
+    entries: &[u8],
+) -> Result<(), StorageError> {
+    let max = usize::try_from(log.config().segment_bytes).unwrap_or(usize::MAX);
+    if entries.len() <= max {
+        return log.append(entries, now_ms()).map(|_| ());
+    }
+    let mut start = 0;
+    let mut pos = 0;
+    for size in entry_sizes(entries) {
+        if pos + size > entries.len() {
+            break;
+        }
+        if pos > start && pos + size - start > max {
+            log.append(&entries[start..pos], now_ms())?;
+            start = pos;
+        }
+        pos += size;
+    }
+    if pos > start {
+        log.append(&entries[start..pos], now_ms())?;
+    }
+    Ok(())
 }
 
 fn push_once(list: &mut Vec<TopicPartition>, tp: &TopicPartition) {

@@ -241,6 +241,15 @@ impl Cluster {
             .log_end()
     }
 
+    fn log_start(&self, id: i32) -> i64 {
+        self.node(id)
+            .broker
+            .partitions
+            .reader(&self.tp)
+            .unwrap()
+            .log_start()
+    }
+
     fn isr(&self, id: i32) -> Vec<i32> {
         let v = self
             .node(id)
@@ -614,4 +623,47 @@ async fn session_loss_stops_leading() {
     c.controller
         .send(&c.tp, &state(Some(1), 3, 3, &[1, 2]), Some(&[1, 2]));
     assert_eq!(produce(&mut leader, -1, 10_000, &["d"]).await.0, 0);
+}
+
+/// REP-68, REP-64: a follower whose end fell below the leader's log start
+/// (retention ran meanwhile) restarts at the leader's start and catches
+/// up; fetched chunks larger than a segment are appended segment by
+/// segment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_below_the_leader_log_start_restarts_there() {
+    let c = Cluster::start_with(
+        "10000",
+        "1",
+        &[
+            ("log.segment.bytes", "1024"),
+            ("log.retention.bytes", "2048"),
+            ("log.retention.check.interval.ms", "100"),
+        ],
+    )
+    .await;
+    let mut leader = c.client(1).await;
+    assert_eq!(produce(&mut leader, -1, 10_000, &["first"]).await, (0, 0));
+    c.controller
+        .send(&c.tp, &state(None, 2, 2, &[1, 2, 3]), Some(&[3]));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let value = "v".repeat(100);
+    for i in 0..60 {
+        assert_eq!(produce(&mut leader, 1, 1000, &[&value]).await, (0, i + 1));
+    }
+    eventually("retention on the leader", || c.log_start(1) > 1).await;
+    assert_eq!(c.log_end(3), 1);
+    c.controller
+        .send(&c.tp, &state(Some(1), 3, 3, &[1, 2]), None);
+    eventually(
+        "follower 3 restarts at the leader's start and catches up",
+        || c.log_end(3) == c.log_end(1),
+    )
+    .await;
+    assert!(c.log_start(3) > 1, "REP-68: restarted above its old end");
+    let (three, one) = (c.records(3), c.records(1));
+    assert!(!three.is_empty());
+    assert!(
+        one.ends_with(&three) || three.ends_with(&one),
+        "the same offsets hold the same records"
+    );
 }

@@ -297,6 +297,21 @@ async fn round(
             let Some((_, f)) = fetches.iter().find(|(f_tp, _)| *f_tp == tp) else {
                 continue;
             };
+            if p.error_code == 1 {
+                // spec: REP-68 — below the leader's log start?
+                let (b, epoch, offset, start) = (
+                    broker.clone(),
+                    f.leader_epoch,
+                    f.fetch_offset.get(),
+                    p.log_start_offset,
+                );
+                let _ = tokio::task::spawn_blocking(move || {
+                    b.partitions
+                        .follower_out_of_range(&tp, epoch, offset, start);
+                })
+                .await;
+                continue;
+            }
             if p.error_code != 0 {
                 report_error(broker, &tp, f.leader_epoch, p.error_code);
                 continue;
