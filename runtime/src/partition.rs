@@ -1231,9 +1231,15 @@ impl Partitions {
                 continue;
             };
             match effect {
-                Effect::Append { .. } => {
+                Effect::Append { request, .. } => {
+                    // A leader's payload is one append, as validated; a
+                    // follower's chunk may span segments.
+                    let mut appended = |b: &[u8]| match request {
+                        Some(_) => log.append(b, now_ms()).map(|_| ()),
+                        None => append_in_segments(log, b),
+                    };
                     if let Some(b) = bytes.take().filter(|b| !b.is_empty())
-                        && let Err(e) = append_in_segments(log, b)
+                        && let Err(e) = appended(b)
                     {
                         failure = Some(e);
                         continue;
