@@ -1332,6 +1332,9 @@ impl Partitions {
         slot.published
             .high_watermark
             .store(r.high_watermark().get(), Ordering::Release);
+        if leading && !was_leader {
+            self.reload_producers(tp);
+        }
         if leading != was_leader {
             deferred.leadership.push(LeadershipChange {
                 partition: tp.clone(),
@@ -1350,6 +1353,34 @@ impl Partitions {
         };
         deferred.plan_changed |= changed;
         push_once(&mut deferred.wake, tp);
+    }
+
+    /// Rebuilds the idempotent-producer state of a partition this broker
+    /// has just come to lead from the batch headers of its log: records it
+    /// appended as a follower, or a suffix it truncated, must count before
+    /// the first produce is checked (spec: PRO-81, REP-69). Called with the
+    /// partitions lock held, so no produce runs in between.
+    fn reload_producers(&self, tp: &TopicPartition) {
+        let reader = self
+            .readers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tp)
+            .map(|h| h.reader.clone());
+        let Some(reader) = reader else { return };
+        match rebuild_producers(&reader) {
+            Ok(state) => {
+                let mut producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
+                if state.is_empty() {
+                    producers.remove(tp);
+                } else {
+                    producers.insert(tp.clone(), state);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(partition = %tp, error = %e, "cannot rebuild producer state")
+            }
+        }
     }
 
     /// Does the work deferred until the lock is released.
