@@ -72,6 +72,35 @@ pub struct Broker {
 impl Broker {
     /// Opens the data directories and the metadata file.
     pub fn open(config: BrokerConfig) -> Result<Self, BrokerError> {
+        if config.zookeeper.is_some() {
+            // spec: CLU-30 — the ZooKeeper cache replaces the metadata
+            // file and is the replicas' link to the rest of the cluster.
+            let zk = ZkCluster::new(Arc::new(config.clone()));
+            let link: Arc<dyn crate::cluster::link::ClusterLink> = zk.clone();
+            return Self::open_inner(config, Some(zk), link);
+        }
+        let link = Arc::new(crate::cluster::link::SoloLink::new(
+            gregor_core::ids::BrokerId(config.broker_id),
+        ));
+        Self::open_with_link(config, link)
+    }
+
+    /// Opens the broker with topics from the embedded metadata file and
+    /// replica roles from `link`. Every partition first leads alone (the
+    /// single-node mode, spec: REP-60); a backend with other brokers then
+    /// applies its own records through `Partitions::apply_state`.
+    pub fn open_with_link(
+        config: BrokerConfig,
+        link: Arc<dyn crate::cluster::link::ClusterLink>,
+    ) -> Result<Self, BrokerError> {
+        Self::open_inner(config, None, link)
+    }
+
+    fn open_inner(
+        config: BrokerConfig,
+        zk: Option<Arc<ZkCluster>>,
+        link: Arc<dyn crate::cluster::link::ClusterLink>,
+    ) -> Result<Self, BrokerError> {
         for dir in &config.log_dirs {
             std::fs::create_dir_all(dir).map_err(|source| BrokerError::LogDir {
                 path: dir.clone(),
@@ -87,15 +116,16 @@ impl Broker {
                     .join(crate::storage::manager::CLEAN_SHUTDOWN_FILE)
                     .exists()
         });
-        let (metadata, partitions) = if config.zookeeper.is_some() {
-            // spec: CLU-30 — the ZooKeeper cache replaces the metadata
-            // file; logs follow the partition states the cache hands over.
-            let zk = ZkCluster::new(Arc::new(config.clone()));
-            (Metadata::ZooKeeper(zk), Partitions::open(&config)?)
+        let (metadata, partitions) = if let Some(zk) = zk {
+            // Logs follow the partition states the cache hands over.
+            (Metadata::ZooKeeper(zk), Partitions::open(&config, link)?)
         } else {
             let metadata = EmbeddedMetadata::open(&config.log_dirs[0], config.broker_id)?;
-            let partitions = Partitions::open(&config)?;
+            let partitions = Partitions::open(&config, link)?;
             reconcile(&metadata, &partitions)?;
+            for tp in partitions.held() {
+                partitions.lead_alone(&tp)?;
+            }
             (Metadata::Embedded(metadata), partitions)
         };
         let groups = crate::group::Coordinator::open(&config, &metadata, &partitions)?;
@@ -194,7 +224,7 @@ impl Broker {
         if let Some(zk) = self.metadata.zk() {
             // Every ZooKeeper session of this broker campaigns for the
             // controller role (spec: CLU-60).
-            zk.set_controller(Arc::new(|client, config, broker_id, stop| {
+            zk.set_default_controller(Arc::new(|client, config, broker_id, stop| {
                 Box::pin(crate::controller::run(
                     client,
                     crate::controller::ControllerContext::new(config, broker_id, stop),
@@ -390,7 +420,7 @@ impl Broker {
     fn ensure_logs(&self, name: &str, from: i32, to: i32) -> Result<(), TopicError> {
         for p in from..to {
             self.partitions
-                .ensure(&TopicPartition::new(name, p))
+                .lead_alone(&TopicPartition::new(name, p))
                 .map_err(|e| TopicError::Storage(e.to_string()))?;
         }
         Ok(())
@@ -409,6 +439,7 @@ impl Broker {
                 .unwrap_or(60_000)
                 .max(1),
         );
+        tokio::spawn(crate::replication::run(self.clone(), stop.clone()));
         let start = tokio::time::Instant::now();
         let (mut last_retention, mut last_checkpoint) = (start, start);
         let mut tick = tokio::time::interval(TICK);

@@ -11,5 +11,6 @@ pub mod controller;
 pub mod group;
 pub mod partition;
 pub mod protocol;
+pub mod replication;
 pub mod server;
 pub mod storage;

@@ -4,13 +4,25 @@
 //!
 //! Appends go through one lock around the [`LogManager`]; fetches read
 //! through cloned [`LogReader`]s and never take it (spec: PRO-70).
+//!
+//! Every hosted partition is also a [`Replica`] of `gregor_core`: the core
+//! decides who may append, where the high watermark is, when acks=all
+//! requests are answered and which ISR changes to propose; this module
+//! carries its effects out on the storage log (spec: REP-60..REP-66).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
-use gregor_core::ids::TopicPartition;
-use tokio::sync::Notify;
+use gregor_core::controller::PartitionState;
+use gregor_core::ids::{BrokerId, LeaderEpoch, Millis, Offset, PartitionEpoch, TopicPartition};
+use gregor_core::replica::{
+    Acks, Batch, Effect, EpochAnswer, EpochQuery, FetchError, FetchRequest, FetchResponse,
+    FollowerRequest, IsrProposal, IsrResponse, ProduceError, Replica, ReplicaConfig, RequestId,
+};
+use tokio::sync::{Notify, oneshot};
 
+use crate::cluster::link::ClusterLink;
 use crate::config::{BrokerConfig, TimestampType};
 use crate::storage::config::LogConfig;
 use crate::storage::error::StorageError;
@@ -71,6 +83,18 @@ pub enum AppendError {
     /// The broker is shutting down.
     #[error("broker is shutting down")]
     ShuttingDown,
+    /// This broker does not lead the partition (spec: REP-61).
+    #[error("not the leader of {0}")]
+    NotLeader(String),
+    /// acks=all with fewer in-sync replicas than `min.insync.replicas`
+    /// (spec: REP-62).
+    #[error("not enough replicas: ISR {isr} < min.insync.replicas {min}")]
+    NotEnoughReplicas {
+        /// ISR size.
+        isr: usize,
+        /// The minimum.
+        min: usize,
+    },
 }
 
 /// The result of a successful append.
@@ -156,26 +180,6 @@ impl ProducerEntry {
     }
 }
 
-/// A partition's leadership as this broker knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplicaView {
-    /// The leader, `None` when offline.
-    pub leader: Option<gregor_core::ids::BrokerId>,
-    /// The leader epoch.
-    pub leader_epoch: gregor_core::ids::LeaderEpoch,
-    /// The partition epoch.
-    pub partition_epoch: gregor_core::ids::PartitionEpoch,
-    /// The in-sync replicas.
-    pub isr: std::collections::BTreeSet<gregor_core::ids::BrokerId>,
-}
-
-/// What the coordination backend told this broker.
-#[derive(Debug, Default)]
-struct ClusterSide {
-    broker_epoch: Option<i64>,
-    views: HashMap<TopicPartition, ReplicaView>,
-}
-
 /// Options of one append, resolved from broker and topic configs.
 #[derive(Debug, Clone, Copy)]
 pub struct AppendOptions {
@@ -187,16 +191,147 @@ pub struct AppendOptions {
     pub require_v2: bool,
 }
 
-/// Every partition log of the broker, with producer state and wake-ups.
+/// The answer to an acks=all produce request, once the core decides it.
+pub type ProduceWait = oneshot::Receiver<Result<(), ProduceError>>;
+
+/// A successful leader append, possibly still waiting for acks=all.
+#[derive(Debug)]
+pub struct Produced {
+    /// Where the records went.
+    pub appended: Appended,
+    /// For acks=all: resolves once the high watermark passes the records
+    /// or the core fails them (spec: REP-62).
+    pub wait: Option<ProduceWait>,
+}
+
+/// Leader, epoch and ISR of a hosted partition as this broker's replica
+/// knows them (Metadata answers, `topics describe`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaView {
+    /// The assigned replicas, in preference order.
+    pub replicas: Vec<BrokerId>,
+    /// The leader, `None` while offline or unknown.
+    pub leader: Option<BrokerId>,
+    /// The leader epoch.
+    pub leader_epoch: LeaderEpoch,
+    /// The partition epoch.
+    pub partition_epoch: PartitionEpoch,
+    /// The in-sync replicas (the leader's current ISR when this broker
+    /// leads, else the controller's record).
+    pub isr: BTreeSet<BrokerId>,
+    /// This replica's high watermark.
+    pub high_watermark: i64,
+}
+
+/// This broker started or stopped leading a partition (spec: REP-66).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeadershipChange {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// `true` when it now leads, `false` when it stopped.
+    pub leading: bool,
+    /// The leader epoch of the change.
+    pub leader_epoch: LeaderEpoch,
+}
+
+/// What consumers need without taking the append lock: the reader and the
+/// replica's published role, epoch and high watermark (spec: REP-63).
+#[derive(Debug)]
+struct Published {
+    high_watermark: AtomicI64,
+    leader_epoch: AtomicI32,
+    leading: AtomicBool,
+}
+
+/// A hosted partition as the fetch path sees it.
+#[derive(Debug, Clone)]
+pub struct Hosted {
+    /// The log reader.
+    pub reader: LogReader,
+    published: Arc<Published>,
+}
+
+impl Hosted {
+    /// The high watermark: consumers read below it.
+    #[must_use]
+    pub fn high_watermark(&self) -> i64 {
+        self.published.high_watermark.load(Ordering::Acquire)
+    }
+
+    /// The leader epoch this replica knows.
+    #[must_use]
+    pub fn leader_epoch(&self) -> i32 {
+        self.published.leader_epoch.load(Ordering::Acquire)
+    }
+
+    /// Whether this broker leads the partition.
+    #[must_use]
+    pub fn is_leader(&self) -> bool {
+        self.published.leading.load(Ordering::Acquire)
+    }
+
+    /// Checks a client's `current_leader_epoch` (-1: not given) against
+    /// this leader (spec: REP-63).
+    pub fn fence(&self, current_leader_epoch: i32) -> Result<(), FetchError> {
+        if !self.is_leader() {
+            return Err(FetchError::NotLeader);
+        }
+        let current = LeaderEpoch(self.leader_epoch());
+        let request = LeaderEpoch(current_leader_epoch);
+        if current_leader_epoch < 0 || request == current {
+            Ok(())
+        } else if request < current {
+            Err(FetchError::FencedLeaderEpoch { request, current })
+        } else {
+            Err(FetchError::UnknownLeaderEpoch { request, current })
+        }
+    }
+}
+
+/// One hosted partition's replica and the controller record it follows.
+#[derive(Debug)]
+struct Slot {
+    replica: Replica,
+    state: Option<PartitionState>,
+    published: Arc<Published>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    mgr: Option<LogManager>,
+    slots: HashMap<TopicPartition, Slot>,
+}
+
+/// Work found under the lock and done after releasing it: calls into the
+/// coordination backend may call back into [`Partitions`].
+#[derive(Debug, Default)]
+struct Deferred {
+    proposals: Vec<(TopicPartition, IsrProposal)>,
+    leadership: Vec<LeadershipChange>,
+    wake: Vec<TopicPartition>,
+    plan_changed: bool,
+}
+
+/// Every partition log of the broker, with its replica, producer state and
+/// wake-ups.
 #[derive(Debug)]
 pub struct Partitions {
-    logs: Mutex<Option<LogManager>>,
-    readers: RwLock<HashMap<TopicPartition, LogReader>>,
+    inner: Mutex<Inner>,
+    readers: RwLock<HashMap<TopicPartition, Hosted>>,
     producers: Mutex<HashMap<TopicPartition, BTreeMap<i64, ProducerEntry>>>,
     /// Long-polling fetches to wake, per partition (spec: PRO-72).
     waiters: Mutex<HashMap<TopicPartition, Vec<Weak<Notify>>>>,
-    /// What the coordination backend told this broker (ZooKeeper mode).
-    cluster: Mutex<ClusterSide>,
+    link: Arc<dyn ClusterLink>,
+    replica_config: ReplicaConfig,
+    /// acks=all requests waiting for the core's answer (spec: REP-62).
+    purgatory: Mutex<HashMap<RequestId, oneshot::Sender<Result<(), ProduceError>>>>,
+    next_request: AtomicU64,
+    broker_epoch: AtomicI64,
+    started: std::time::Instant,
+    /// The leader each followed partition fetches from (spec: REP-64).
+    plan: Mutex<BTreeMap<TopicPartition, BrokerId>>,
+    plan_changed: Notify,
+    leadership: Mutex<Vec<tokio::sync::mpsc::UnboundedSender<LeadershipChange>>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -223,13 +358,44 @@ pub fn log_config(cfg: &BrokerConfig) -> LogConfig {
     }
 }
 
+/// The replica settings of the broker config (`min.insync.replicas`,
+/// `replica.lag.time.max.ms`), Kafka's defaults where unusable.
+pub fn replica_config(cfg: &BrokerConfig) -> ReplicaConfig {
+    let mut rc = ReplicaConfig::new(BrokerId(cfg.broker_id));
+    rc.min_insync_replicas = usize::try_from(cfg.min_insync_replicas).unwrap_or(1).max(1);
+    if let Some(lag) = cfg
+        .raw("replica.lag.time.max.ms")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|v| *v > 0)
+    {
+        rc.replica_lag_time_max_ms = lag;
+    }
+    if let Err(e) = rc.validate() {
+        tracing::error!(error = %e, "invalid replica settings; using Kafka's defaults");
+        rc = ReplicaConfig::new(BrokerId(cfg.broker_id));
+    }
+    rc
+}
+
+fn published(replica: &Replica) -> Arc<Published> {
+    Arc::new(Published {
+        high_watermark: AtomicI64::new(replica.high_watermark().get()),
+        leader_epoch: AtomicI32::new(replica.leader_epoch().get()),
+        leading: AtomicBool::new(replica.is_leader()),
+    })
+}
+
 impl Partitions {
     /// Opens every log (recovering as needed) and rebuilds producer state
-    /// from the logs (spec: PRO-81).
-    pub fn open(cfg: &BrokerConfig) -> Result<Self, StorageError> {
+    /// from the logs (spec: PRO-81). `link` is the coordination backend;
+    /// no partition leads or follows until [`Partitions::apply_state`]
+    /// names its role (spec: REP-60).
+    pub fn open(cfg: &BrokerConfig, link: Arc<dyn ClusterLink>) -> Result<Self, StorageError> {
         let mgr = LogManager::open(&cfg.log_dirs, cfg.broker_id, log_config(cfg), now_ms())?;
+        let replica_config = replica_config(cfg);
         let mut readers = HashMap::new();
         let mut producers = HashMap::new();
+        let mut slots = HashMap::new();
         for tp in mgr.partitions() {
             if let Some(log) = mgr.get(tp) {
                 let reader = log.reader();
@@ -237,64 +403,332 @@ impl Partitions {
                 if !state.is_empty() {
                     producers.insert(tp.clone(), state);
                 }
-                readers.insert(tp.clone(), reader);
+                let hw = Offset(mgr.high_watermark(tp).unwrap_or(0));
+                let replica = Replica::new(replica_config, log.meta().clone(), hw);
+                let published = published(&replica);
+                readers.insert(
+                    tp.clone(),
+                    Hosted {
+                        reader,
+                        published: Arc::clone(&published),
+                    },
+                );
+                slots.insert(
+                    tp.clone(),
+                    Slot {
+                        replica,
+                        state: None,
+                        published,
+                    },
+                );
             }
         }
         Ok(Self {
-            logs: Mutex::new(Some(mgr)),
+            inner: Mutex::new(Inner {
+                mgr: Some(mgr),
+                slots,
+            }),
             readers: RwLock::new(readers),
             producers: Mutex::new(producers),
             waiters: Mutex::new(HashMap::new()),
-            cluster: Mutex::new(ClusterSide::default()),
+            link,
+            replica_config,
+            purgatory: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(1),
+            broker_epoch: AtomicI64::new(-1),
+            started: std::time::Instant::now(),
+            plan: Mutex::new(BTreeMap::new()),
+            plan_changed: Notify::new(),
+            leadership: Mutex::new(Vec::new()),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<LogManager>> {
-        self.logs.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The replica clock: milliseconds since the partitions were opened.
+    fn now(&self) -> Millis {
+        Millis(self.started.elapsed().as_millis() as i64)
+    }
+
+    /// The coordination backend.
+    pub fn link(&self) -> &Arc<dyn ClusterLink> {
+        &self.link
     }
 
     /// The partitions held.
     pub fn held(&self) -> Vec<TopicPartition> {
         self.lock()
+            .mgr
             .as_ref()
             .map(|m| m.partitions().cloned().collect())
             .unwrap_or_default()
     }
 
-    /// Creates the log of `tp` if it does not exist.
+    /// Creates the log of `tp` (and its replica, which waits for its
+    /// controller record) if it does not exist.
     pub fn ensure(&self, tp: &TopicPartition) -> Result<(), StorageError> {
         let mut guard = self.lock();
-        let Some(mgr) = guard.as_mut() else {
+        self.ensure_locked(&mut guard, tp)
+    }
+
+    fn ensure_locked(&self, inner: &mut Inner, tp: &TopicPartition) -> Result<(), StorageError> {
+        let Some(mgr) = inner.mgr.as_mut() else {
             return Ok(());
         };
+        if mgr.get(tp).is_some() && inner.slots.contains_key(tp) {
+            return Ok(());
+        }
+        let hw = Offset(mgr.high_watermark(tp).unwrap_or(0));
         let log = mgr.get_or_create(tp, now_ms())?;
-        let reader = log.reader();
+        let mut replica = Replica::new(self.replica_config, log.meta().clone(), hw);
+        replica.handle_registered(self.broker_epoch.load(Ordering::Acquire));
+        let published = published(&replica);
         self.readers
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(tp.clone(), reader);
+            .insert(
+                tp.clone(),
+                Hosted {
+                    reader: log.reader(),
+                    published: Arc::clone(&published),
+                },
+            );
+        inner.slots.insert(
+            tp.clone(),
+            Slot {
+                replica,
+                state: None,
+                published,
+            },
+        );
         Ok(())
     }
 
-    /// Deletes the log of `tp` and its files, if present.
-    pub fn remove(&self, tp: &TopicPartition) -> Result<(), StorageError> {
+    /// Single-node mode: this broker is the only replica, leader and ISR of
+    /// `tp`, in the newest epoch its log has seen (spec: REP-60). Creates
+    /// the log if needed.
+    pub fn lead_alone(&self, tp: &TopicPartition) -> Result<(), StorageError> {
+        let me = self.link.local_broker();
+        let epoch = {
+            let mut guard = self.lock();
+            self.ensure_locked(&mut guard, tp)?;
+            guard.slots.get(tp).map_or(LeaderEpoch(0), |s| {
+                let known = s.state.as_ref().map(|st| st.leader_epoch);
+                known.unwrap_or_else(|| {
+                    s.replica
+                        .log()
+                        .latest_epoch()
+                        .unwrap_or(LeaderEpoch(0))
+                        .max(LeaderEpoch(0))
+                })
+            })
+        };
+        let state = PartitionState {
+            replicas: vec![me],
+            leader: Some(me),
+            leader_epoch: epoch,
+            partition_epoch: PartitionEpoch(0),
+            isr: [me].into(),
+        };
+        self.apply_state(tp, &state)
+    }
+
+    /// The controller's record of `tp` changed (or is first seen): creates
+    /// the log if this broker is a replica and has none, feeds
+    /// `Replica::handle_partition_state`, and starts or stops the follower
+    /// fetch for it. Idempotent; stale records are ignored by the core
+    /// (REP-2). A record that does not list this broker is ignored: the
+    /// backend calls [`Partitions::remove`] for those (spec: REP-60).
+    pub fn apply_state(
+        &self,
+        tp: &TopicPartition,
+        state: &PartitionState,
+    ) -> Result<(), StorageError> {
+        let me = self.link.local_broker();
+        if !state.replicas.contains(&me) {
+            tracing::debug!(partition = %tp, "record does not list this broker; ignored");
+            return Ok(());
+        }
+        let mut deferred = Deferred::default();
+        let result = {
+            let mut guard = self.lock();
+            self.ensure_locked(&mut guard, tp)?;
+            let inner = &mut *guard;
+            let (Some(mgr), Some(slot)) = (inner.mgr.as_mut(), inner.slots.get_mut(tp)) else {
+                return Ok(());
+            };
+            let newer = slot.state.as_ref().is_none_or(|s| {
+                (state.leader_epoch, state.partition_epoch) > (s.leader_epoch, s.partition_epoch)
+            });
+            if newer {
+                slot.state = Some(state.clone());
+            }
+            let before = slot.replica.is_leader();
+            slot.replica.handle_partition_state(state, self.now());
+            let result = self.apply_effects(mgr, tp, slot, None, &mut deferred);
+            self.after_role(tp, slot, before, &mut deferred);
+            result
+        };
+        self.finish(deferred);
+        result
+    }
+
+    /// This broker (re)registered and got `broker_epoch`; its fetches carry
+    /// it from now on (REP-23).
+    pub fn registered(&self, broker_epoch: i64) {
+        self.broker_epoch.store(broker_epoch, Ordering::Release);
         let mut guard = self.lock();
-        self.readers
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(tp);
-        self.producers
+        for slot in guard.slots.values_mut() {
+            slot.replica.handle_registered(broker_epoch);
+        }
+    }
+
+    /// The broker epoch of the current registration, `None` between
+    /// sessions (spec: CLU-6).
+    pub fn broker_epoch(&self) -> Option<i64> {
+        let e = self.broker_epoch.load(Ordering::Acquire);
+        (e >= 0).then_some(e)
+    }
+
+    /// This broker lost its coordination session: it stops leading and
+    /// following everywhere until new records arrive through
+    /// [`Partitions::apply_state`]. Produce and fetch answer
+    /// NOT_LEADER_OR_FOLLOWER and waiting acks=all requests fail
+    /// (spec: REP-65).
+    pub fn session_lost(&self) {
+        // The registration ended with the session (spec: CLU-7).
+        self.broker_epoch.store(-1, Ordering::Release);
+        let mut deferred = Deferred::default();
+        {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            let Some(mgr) = inner.mgr.as_ref() else {
+                return;
+            };
+            for (tp, slot) in inner.slots.iter_mut() {
+                let Some(log) = mgr.get(tp) else { continue };
+                let before = slot.replica.is_leader();
+                let hw = slot.replica.high_watermark();
+                slot.replica = Replica::new(self.replica_config, log.meta().clone(), hw);
+                slot.replica
+                    .handle_registered(self.broker_epoch.load(Ordering::Acquire));
+                slot.state = None;
+                self.after_role(tp, slot, before, &mut deferred);
+            }
+        }
+        let failed: Vec<_> = self
+            .purgatory
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(tp);
-        match guard.as_mut() {
-            Some(mgr) if mgr.get(tp).is_some() => mgr.delete(tp),
-            _ => Ok(()),
+            .drain()
+            .collect();
+        for (_, tx) in failed {
+            let _ = tx.send(Err(ProduceError::NotLeader));
         }
+        tracing::warn!("coordination session lost: not leading or following any partition");
+        self.finish(deferred);
+    }
+
+    /// The controller's answer to a proposal made through
+    /// `ClusterLink::propose_isr` (spec: REP-7).
+    pub fn isr_response(&self, tp: &TopicPartition, proposal: &IsrProposal, response: IsrResponse) {
+        let mut deferred = Deferred::default();
+        {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            let (Some(mgr), Some(slot)) = (inner.mgr.as_mut(), inner.slots.get_mut(tp)) else {
+                return;
+            };
+            slot.replica
+                .handle_isr_response(proposal, response, self.now());
+            // A storage failure is logged and the replica rebuilt there.
+            let _ = self.apply_effects(mgr, tp, slot, None, &mut deferred);
+        }
+        self.finish(deferred);
+    }
+
+    /// Leader, leader epoch and ISR as this broker's replica knows them;
+    /// `None` when `tp` is not hosted or has no controller record yet.
+    pub fn replica_view(&self, tp: &TopicPartition) -> Option<ReplicaView> {
+        let guard = self.lock();
+        let slot = guard.slots.get(tp)?;
+        let state = slot.state.as_ref()?;
+        let (isr, partition_epoch) = match slot.replica.as_leader() {
+            Some(l) => (l.isr().clone(), slot.replica.partition_epoch()),
+            None => (state.isr.clone(), state.partition_epoch),
+        };
+        Some(ReplicaView {
+            replicas: state.replicas.clone(),
+            leader: state.leader,
+            leader_epoch: state.leader_epoch,
+            partition_epoch,
+            isr,
+            high_watermark: slot.replica.high_watermark().get(),
+        })
+    }
+
+    /// Whether this broker currently leads `tp`.
+    pub fn is_leader(&self, tp: &TopicPartition) -> bool {
+        self.hosted(tp).is_some_and(|h| h.is_leader())
+    }
+
+    /// Subscribes to this broker's leadership changes (spec: REP-66).
+    pub fn subscribe_leadership(&self) -> tokio::sync::mpsc::UnboundedReceiver<LeadershipChange> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.leadership
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx);
+        rx
+    }
+
+    /// Deletes the log of `tp` and its files, if present: this broker is no
+    /// longer a replica (reassignment, deletion). Stops fetching it and
+    /// fails requests waiting on it.
+    pub fn remove(&self, tp: &TopicPartition) -> Result<(), StorageError> {
+        let mut deferred = Deferred::default();
+        let result = {
+            let mut guard = self.lock();
+            self.readers
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(tp);
+            self.producers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(tp);
+            let inner = &mut *guard;
+            if let Some(mut slot) = inner.slots.remove(tp) {
+                let before = slot.replica.is_leader();
+                let hw = slot.replica.high_watermark();
+                let log = slot.replica.log().clone();
+                slot.replica = Replica::new(self.replica_config, log, hw);
+                self.after_role(tp, &mut slot, before, &mut deferred);
+            }
+            deferred.plan_changed |= self
+                .plan
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(tp)
+                .is_some();
+            match inner.mgr.as_mut() {
+                Some(mgr) if mgr.get(tp).is_some() => mgr.delete(tp),
+                _ => Ok(()),
+            }
+        };
+        self.finish(deferred);
+        result
     }
 
     /// A reader for fetches, without taking the append lock.
     pub fn reader(&self, tp: &TopicPartition) -> Option<LogReader> {
+        self.hosted(tp).map(|h| h.reader)
+    }
+
+    /// The reader and published replica state of `tp`.
+    pub fn hosted(&self, tp: &TopicPartition) -> Option<Hosted> {
         self.readers
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -302,10 +736,11 @@ impl Partitions {
             .cloned()
     }
 
-    /// Asks for `waiter` to be notified at the next append to any of `tps`
-    /// (spec: PRO-72). Register before reading: a notification that comes
-    /// between the read and the wait is kept as a permit, never lost.
-    /// Registrations are one-shot; dead ones are pruned here.
+    /// Asks for `waiter` to be notified at the next append to, or high
+    /// watermark advance of, any of `tps` (spec: PRO-72, REP-63). Register
+    /// before reading: a notification that comes between the read and the
+    /// wait is kept as a permit, never lost. Registrations are one-shot;
+    /// dead ones are pruned here.
     pub fn wake_on_append(&self, tps: &[TopicPartition], waiter: &Arc<Notify>) {
         let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         for tp in tps {
@@ -332,8 +767,8 @@ impl Partitions {
         }
     }
 
-    /// Validates and appends a produce payload to `tp` (spec: PRO-70,
-    /// PRO-71, PRO-80).
+    /// Validates and appends a produce payload to `tp` as its leader,
+    /// answered at once (acks=1; spec: PRO-70, PRO-71, PRO-80, REP-61).
     pub fn append(
         &self,
         tp: &TopicPartition,
@@ -341,6 +776,23 @@ impl Partitions {
         opts: AppendOptions,
         validator: &mut Validator,
     ) -> Result<Appended, AppendError> {
+        self.produce(tp, payload, opts, validator, Acks::Leader, 1)
+            .map(|p| p.appended)
+    }
+
+    /// Validates and appends a produce payload to `tp` as its leader
+    /// (spec: PRO-70, PRO-71, PRO-80, REP-61, REP-62). For acks=all the
+    /// result carries a receiver that resolves when the core completes the
+    /// request; `min_insync` is the topic's `min.insync.replicas`.
+    pub fn produce(
+        &self,
+        tp: &TopicPartition,
+        payload: &[u8],
+        opts: AppendOptions,
+        validator: &mut Validator,
+        acks: Acks,
+        min_insync: usize,
+    ) -> Result<Produced, AppendError> {
         for size in entry_sizes(payload) {
             if size > opts.max_entry_bytes {
                 return Err(AppendError::TooLarge {
@@ -352,17 +804,38 @@ impl Partitions {
         let now = now_ms();
         let append_time = (opts.timestamp_type == TimestampType::LogAppendTime).then_some(now);
 
+        let mut deferred = Deferred::default();
         let mut guard = self.lock();
-        let mgr = guard.as_mut().ok_or(AppendError::ShuttingDown)?;
+        let inner = &mut *guard;
+        let mgr = inner.mgr.as_mut().ok_or(AppendError::ShuttingDown)?;
         let log = mgr
             .get_mut(tp)
             .ok_or_else(|| AppendError::UnknownPartition(tp.to_string()))?;
+        let slot = inner
+            .slots
+            .get_mut(tp)
+            .ok_or_else(|| AppendError::UnknownPartition(tp.to_string()))?;
+        // spec: REP-61 — only the leader appends client records.
+        let Some(leader) = slot.replica.as_leader() else {
+            return Err(AppendError::NotLeader(tp.to_string()));
+        };
+        // spec: REP-62 — the topic's min.insync.replicas, checked before
+        // anything is written.
+        let isr = leader.isr().len();
+        if acks == Acks::All && isr < min_insync {
+            return Err(AppendError::NotEnoughReplicas {
+                isr,
+                min: min_insync,
+            });
+        }
+        let epoch = slot.replica.leader_epoch();
         // Validation (CRCs, framing, rules) and offset assignment in one
         // pass over a private copy; nothing reaches the log unless all of
-        // it passes.
+        // it passes. v2 batches are stamped with the leader epoch.
         let base_offset = log.log_end();
         let mut buf = payload.to_vec();
-        let (summary, _) = validator.validate_and_assign(&mut buf, base_offset, 0, append_time)?;
+        let (summary, assigned) =
+            validator.validate_and_assign(&mut buf, base_offset, epoch.get(), append_time)?;
         match (opts.require_v2, summary.single_magic()) {
             (true, Some(2)) => {}
             (true, _) => {
@@ -390,16 +863,64 @@ impl Partitions {
                 None => return Err(AppendError::UnknownProducer(p.producer_id)),
             };
             if let SeqCheck::Duplicate(base_offset) = verdict {
-                return Ok(Appended {
-                    base_offset,
-                    log_append_time: append_time.unwrap_or(-1),
-                    log_start_offset: log.log_start(),
-                    duplicate: true,
+                return Ok(Produced {
+                    appended: Appended {
+                        base_offset,
+                        log_append_time: append_time.unwrap_or(-1),
+                        log_start_offset: log.log_start(),
+                        duplicate: true,
+                    },
+                    wait: None,
                 });
             }
         }
-        log.append(&buf, now)?;
-        let log_start_offset = log.log_start();
+        let count = assigned.last_offset - base_offset + 1;
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let wait = (acks == Acks::All).then(|| {
+            let (tx, rx) = oneshot::channel();
+            self.purgatory
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(request, tx);
+            rx
+        });
+        let core_base = match slot
+            .replica
+            .handle_produce(request, count, acks, self.now())
+        {
+            Ok(b) => b,
+            Err(e) => {
+                self.purgatory
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&request);
+                return Err(match e {
+                    ProduceError::NotEnoughReplicas { isr, min }
+                    | ProduceError::NotEnoughReplicasAfterAppend { isr, min } => {
+                        AppendError::NotEnoughReplicas { isr, min }
+                    }
+                    ProduceError::NotLeader | ProduceError::Empty => {
+                        AppendError::NotLeader(tp.to_string())
+                    }
+                });
+            }
+        };
+        debug_assert_eq!(
+            core_base.get(),
+            base_offset,
+            "REP-60: core and log disagree"
+        );
+        if let Err(e) = self.apply_effects(mgr, tp, slot, Some(&buf), &mut deferred) {
+            self.purgatory
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&request);
+            drop(producers);
+            drop(guard);
+            self.finish(deferred);
+            return Err(e.into());
+        }
+        let log_start_offset = mgr.get(tp).map_or(0, |l| l.log_start());
         if let Some(p) = producer {
             producers
                 .entry(tp.clone())
@@ -417,19 +938,476 @@ impl Partitions {
         }
         drop(producers);
         drop(guard);
-        self.wake(tp);
-        Ok(Appended {
-            base_offset,
-            log_append_time: append_time.unwrap_or(-1),
-            log_start_offset,
-            duplicate: false,
+        self.finish(deferred);
+        Ok(Produced {
+            appended: Appended {
+                base_offset,
+                log_append_time: append_time.unwrap_or(-1),
+                log_start_offset,
+                duplicate: false,
+            },
+            wait,
         })
+    }
+
+    /// A follower's fetch arrived at this leader (spec: REP-63): records its
+    /// progress in the core, which may expand the ISR, advance the high
+    /// watermark and complete acks=all requests. Returns the high watermark
+    /// to send back.
+    pub fn follower_fetch(
+        &self,
+        tp: &TopicPartition,
+        replica: BrokerId,
+        current_leader_epoch: i32,
+        fetch_offset: i64,
+    ) -> Result<i64, FetchError> {
+        let broker_epoch = self.link.broker_epoch(replica).unwrap_or(-1);
+        let mut deferred = Deferred::default();
+        let result = {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            let (Some(mgr), Some(slot)) = (inner.mgr.as_mut(), inner.slots.get_mut(tp)) else {
+                return Err(FetchError::NotLeader);
+            };
+            let leader_epoch = if current_leader_epoch < 0 {
+                slot.replica.leader_epoch()
+            } else {
+                LeaderEpoch(current_leader_epoch)
+            };
+            let request = FetchRequest {
+                replica,
+                broker_epoch,
+                leader_epoch,
+                fetch_offset: Offset(fetch_offset),
+            };
+            let r = slot.replica.handle_fetch(&request, self.now());
+            // Storage failures are logged where they happen; the fetch
+            // itself is answered from the log as it is.
+            let _ = self.apply_effects(mgr, tp, slot, None, &mut deferred);
+            r.map(|resp| resp.high_watermark.get())
+        };
+        self.finish(deferred);
+        result
+    }
+
+    /// Answers an OffsetForLeaderEpoch query as the leader (STO-4, REP-11):
+    /// the end offset of the largest epoch ≤ `epoch`, fenced like a fetch;
+    /// `current_leader_epoch` -1 means "not given".
+    pub fn offsets_for_leader_epoch(
+        &self,
+        tp: &TopicPartition,
+        current_leader_epoch: i32,
+        epoch: i32,
+    ) -> Result<EpochAnswer, FetchError> {
+        let guard = self.lock();
+        let slot = guard.slots.get(tp).ok_or(FetchError::NotLeader)?;
+        let current = if current_leader_epoch < 0 {
+            slot.replica.leader_epoch()
+        } else {
+            LeaderEpoch(current_leader_epoch)
+        };
+        slot.replica.handle_offsets_for_leader_epoch(&EpochQuery {
+            current_leader_epoch: current,
+            epoch: LeaderEpoch(epoch),
+        })
+    }
+
+    /// The partitions this broker follows, with their leaders (spec: REP-64).
+    pub fn fetch_plan(&self) -> BTreeMap<TopicPartition, BrokerId> {
+        self.plan.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Resolves when the fetch plan changes.
+    pub async fn plan_changed(&self) {
+        self.plan_changed.notified().await;
+    }
+
+    /// What the follower of `tp` sends its leader next, if anything.
+    pub fn poll_request(&self, tp: &TopicPartition) -> Option<FollowerRequest> {
+        self.lock().slots.get(tp)?.replica.poll_request()
+    }
+
+    /// The leader's answer to this follower's OffsetForLeaderEpoch query
+    /// (REP-11, REP-12): truncates as the core says.
+    pub fn follower_epoch_answer(
+        &self,
+        tp: &TopicPartition,
+        leader_epoch: LeaderEpoch,
+        queried: LeaderEpoch,
+        answer: EpochAnswer,
+    ) {
+        let mut deferred = Deferred::default();
+        {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            let (Some(mgr), Some(slot)) = (inner.mgr.as_mut(), inner.slots.get_mut(tp)) else {
+                return;
+            };
+            slot.replica
+                .handle_epoch_response(leader_epoch, queried, answer);
+            let _ = self.apply_effects(mgr, tp, slot, None, &mut deferred);
+        }
+        self.finish(deferred);
+    }
+
+    /// The leader refused this follower's fetch or query.
+    pub fn follower_error(
+        &self,
+        tp: &TopicPartition,
+        leader_epoch: LeaderEpoch,
+        error: FetchError,
+    ) {
+        let mut guard = self.lock();
+        if let Some(slot) = guard.slots.get_mut(tp) {
+            slot.replica.handle_fetch_error(leader_epoch, error);
+        }
+    }
+
+    /// The leader answered OFFSET_OUT_OF_RANGE to this follower's fetch
+    /// from `fetch_offset`; `leader_start` is the leader's log start. A
+    /// follower whose end fell below the leader's log start (retention
+    /// removed what it lacks) empties its log and restarts at the leader's
+    /// start (spec: REP-68); otherwise the core decides (REP-6).
+    pub fn follower_out_of_range(
+        &self,
+        tp: &TopicPartition,
+        leader_epoch: LeaderEpoch,
+        fetch_offset: i64,
+        leader_start: i64,
+    ) {
+        let mut deferred = Deferred::default();
+        {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            let (Some(mgr), Some(slot)) = (inner.mgr.as_mut(), inner.slots.get_mut(tp)) else {
+                return;
+            };
+            let current = slot.replica.leader_epoch() == leader_epoch
+                && slot.replica.log().log_end().get() == fetch_offset
+                && !slot.replica.is_leader();
+            if !current || leader_start <= fetch_offset {
+                slot.replica.handle_fetch_error(
+                    leader_epoch,
+                    FetchError::OffsetOutOfRange {
+                        offset: Offset(fetch_offset),
+                        start: Offset(leader_start),
+                        end: Offset(-1),
+                    },
+                );
+                return;
+            }
+            let Some(log) = mgr.get_mut(tp) else { return };
+            tracing::warn!(partition = %tp, end = fetch_offset, leader_start, "follower fell below the leader's log start; restarting there");
+            if let Err(e) = log.truncate_fully_and_start_at(leader_start, now_ms()) {
+                tracing::error!(partition = %tp, error = %e, "cannot restart the log");
+                return;
+            }
+            slot.replica = Replica::new(
+                self.replica_config,
+                log.meta().clone(),
+                Offset(leader_start),
+            );
+            slot.replica
+                .handle_registered(self.broker_epoch.load(Ordering::Acquire));
+            if let Some(state) = slot.state.clone() {
+                slot.replica.handle_partition_state(&state, self.now());
+            }
+            let _ = self.apply_effects(mgr, tp, slot, None, &mut deferred);
+            self.after_role(tp, slot, false, &mut deferred);
+        }
+        self.finish(deferred);
+    }
+
+    /// Records fetched from the leader (spec: REP-64): the entries are
+    /// checked (framing, CRC) and appended as they are — offsets and
+    /// epochs kept — when the core accepts them for its current end; the
+    /// high watermark becomes `min(leader HW, own end)`. A trailing partial
+    /// entry (cut by the byte limit) is left for the next fetch.
+    pub fn follower_fetched(
+        &self,
+        tp: &TopicPartition,
+        leader_epoch: LeaderEpoch,
+        fetch_offset: i64,
+        records: &[u8],
+        high_watermark: i64,
+    ) -> Result<(), AppendError> {
+        let mut deferred = Deferred::default();
+        let result: Result<(), AppendError> = (|| {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            let (Some(mgr), Some(slot)) = (inner.mgr.as_mut(), inner.slots.get_mut(tp)) else {
+                return Ok(());
+            };
+            let mut batches: Vec<Batch> = Vec::new();
+            let mut expected = fetch_offset;
+            let mut pos = 0usize;
+            let mut start = 0usize;
+            let mut epoch = slot.replica.log().latest_epoch().unwrap_or(LeaderEpoch(0));
+            while pos + 12 <= records.len() {
+                let e = &records[pos..];
+                let size = 12 + i32::from_be_bytes([e[8], e[9], e[10], e[11]]).max(0) as usize;
+                if size > e.len() {
+                    break;
+                }
+                let info = crate::storage::record::parse_entry(e)?;
+                if info.next_offset() <= expected {
+                    // An entry the follower already has (the leader's read
+                    // starts at the entry holding the offset).
+                    pos += info.size;
+                    start = pos;
+                    continue;
+                }
+                if info.magic >= 2 && info.partition_leader_epoch >= 0 {
+                    epoch = LeaderEpoch(info.partition_leader_epoch);
+                }
+                let count = info.next_offset() - expected;
+                match batches.last_mut() {
+                    Some(b) if b.epoch == epoch => b.count += count,
+                    _ => batches.push(Batch {
+                        base: Offset(expected),
+                        count,
+                        epoch,
+                    }),
+                }
+                expected = info.next_offset();
+                pos += info.size;
+            }
+            let chunk = &records[start..pos];
+            let response = FetchResponse {
+                leader_epoch,
+                fetch_offset: Offset(fetch_offset),
+                batches,
+                high_watermark: Offset(high_watermark),
+            };
+            if let Err(e) = slot.replica.handle_fetch_response(&response) {
+                tracing::warn!(partition = %tp, error = %e, "fetched records do not fit; truncating again");
+            }
+            self.apply_effects(mgr, tp, slot, Some(chunk), &mut deferred)?;
+            Ok(())
+        })();
+        self.finish(deferred);
+        result
+    }
+
+    /// Timer input (REP-9): lets every leader whose lag deadline passed
+    /// propose removing followers that have not caught up.
+    pub fn tick(&self) {
+        let now = self.now();
+        let mut deferred = Deferred::default();
+        {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            let Some(mgr) = inner.mgr.as_mut() else {
+                return;
+            };
+            for (tp, slot) in inner.slots.iter_mut() {
+                if slot.replica.next_deadline().is_some_and(|d| d <= now) {
+                    slot.replica.on_timeout(now);
+                    let _ = self.apply_effects(mgr, tp, slot, None, &mut deferred);
+                }
+            }
+        }
+        self.finish(deferred);
+    }
+
+    /// Carries out the replica's effects in order (spec: REP-60). `bytes`
+    /// are the entries of the current input: a leader's validated produce
+    /// payload or a follower's fetched chunk, written at the first
+    /// [`Effect::Append`]. On a storage failure the replica is rebuilt
+    /// from the log as it is on disk and the error returned.
+    fn apply_effects(
+        &self,
+        mgr: &mut LogManager,
+        tp: &TopicPartition,
+        slot: &mut Slot,
+        mut bytes: Option<&[u8]>,
+        deferred: &mut Deferred,
+    ) -> Result<(), StorageError> {
+        let mut failure = None;
+        while let Some(effect) = slot.replica.poll_effect() {
+            if failure.is_some() {
+                // The replica is rebuilt below; answers still go out.
+                if let Effect::ProduceCompleted {
+                    request, result, ..
+                } = effect
+                {
+                    self.complete(request, result);
+                }
+                continue;
+            }
+            let Some(log) = mgr.get_mut(tp) else {
+                failure = Some(StorageError::UnknownPartition(tp.to_string()));
+                continue;
+            };
+            match effect {
+                Effect::Append { request, .. } => {
+                    // A leader's payload is one append, as validated; a
+                    // follower's chunk may span segments.
+                    let mut appended = |b: &[u8]| match request {
+                        Some(_) => log.append(b, now_ms()).map(|_| ()),
+                        None => append_in_segments(log, b),
+                    };
+                    if let Some(b) = bytes.take().filter(|b| !b.is_empty())
+                        && let Err(e) = appended(b)
+                    {
+                        failure = Some(e);
+                        continue;
+                    }
+                    push_once(&mut deferred.wake, tp);
+                }
+                Effect::Truncate { offset } => match log.truncate_to(offset.get()) {
+                    Ok(end) if end == offset.get() => {}
+                    Ok(end) => {
+                        tracing::warn!(partition = %tp, wanted = offset.get(), end, "truncation cut inside an entry");
+                        failure = Some(StorageError::UnknownPartition(tp.to_string()));
+                    }
+                    Err(e) => failure = Some(e),
+                },
+                Effect::BeginEpoch { epoch, .. } => {
+                    if let Err(e) = log.begin_epoch(epoch.get()) {
+                        tracing::warn!(partition = %tp, error = %e, "epoch not recorded");
+                    }
+                }
+                Effect::HighWatermark(hw) => {
+                    // spec: REP-63 — published for consumers, persisted in
+                    // replication-offset-checkpoint, long polls woken.
+                    slot.published
+                        .high_watermark
+                        .store(hw.get(), Ordering::Release);
+                    mgr.set_high_watermark(tp, hw.get());
+                    push_once(&mut deferred.wake, tp);
+                }
+                Effect::ProposeIsr(p) => deferred.proposals.push((tp.clone(), p)),
+                Effect::ProduceCompleted {
+                    request, result, ..
+                } => self.complete(request, result),
+            }
+        }
+        match failure {
+            None => Ok(()),
+            Some(e) => {
+                tracing::error!(partition = %tp, error = %e, "storage failed under the replica; rebuilding it from the log");
+                if let Some(log) = mgr.get(tp) {
+                    let hw = slot.replica.high_watermark().min(Offset(log.log_end()));
+                    slot.replica = Replica::new(self.replica_config, log.meta().clone(), hw);
+                    slot.replica
+                        .handle_registered(self.broker_epoch.load(Ordering::Acquire));
+                    if let Some(state) = slot.state.clone() {
+                        slot.replica.handle_partition_state(&state, self.now());
+                        let _ = self.apply_effects(mgr, tp, slot, None, deferred);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn complete(&self, request: RequestId, result: Result<(), ProduceError>) {
+        let tx = self
+            .purgatory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&request);
+        if let Some(tx) = tx {
+            // The client may have timed out; nothing to do then.
+            let _ = tx.send(result);
+        }
+    }
+
+    /// Publishes the replica's role and updates the fetch plan after an
+    /// input that may have changed it.
+    fn after_role(
+        &self,
+        tp: &TopicPartition,
+        slot: &mut Slot,
+        was_leader: bool,
+        deferred: &mut Deferred,
+    ) {
+        let r = &slot.replica;
+        let leading = r.is_leader();
+        slot.published
+            .leader_epoch
+            .store(r.leader_epoch().get(), Ordering::Release);
+        slot.published.leading.store(leading, Ordering::Release);
+        slot.published
+            .high_watermark
+            .store(r.high_watermark().get(), Ordering::Release);
+        if leading && !was_leader {
+            self.reload_producers(tp);
+        }
+        if leading != was_leader {
+            deferred.leadership.push(LeadershipChange {
+                partition: tp.clone(),
+                leading,
+                leader_epoch: r.leader_epoch(),
+            });
+        }
+        let follow = match r.role() {
+            gregor_core::replica::Role::Follower(f) => f.leader,
+            _ => None,
+        };
+        let mut plan = self.plan.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = match follow {
+            Some(l) => plan.insert(tp.clone(), l) != Some(l),
+            None => plan.remove(tp).is_some(),
+        };
+        deferred.plan_changed |= changed;
+        push_once(&mut deferred.wake, tp);
+    }
+
+    /// Rebuilds the idempotent-producer state of a partition this broker
+    /// has just come to lead from the batch headers of its log: records it
+    /// appended as a follower, or a suffix it truncated, must count before
+    /// the first produce is checked (spec: PRO-81, REP-69). Called with the
+    /// partitions lock held, so no produce runs in between.
+    fn reload_producers(&self, tp: &TopicPartition) {
+        let reader = self
+            .readers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tp)
+            .map(|h| h.reader.clone());
+        let Some(reader) = reader else { return };
+        match rebuild_producers(&reader) {
+            Ok(state) => {
+                let mut producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
+                if state.is_empty() {
+                    producers.remove(tp);
+                } else {
+                    producers.insert(tp.clone(), state);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(partition = %tp, error = %e, "cannot rebuild producer state")
+            }
+        }
+    }
+
+    /// Does the work deferred until the lock is released.
+    fn finish(&self, deferred: Deferred) {
+        for tp in &deferred.wake {
+            self.wake(tp);
+        }
+        if deferred.plan_changed {
+            self.plan_changed.notify_waiters();
+        }
+        if !deferred.leadership.is_empty() {
+            let mut subs = self.leadership.lock().unwrap_or_else(|e| e.into_inner());
+            for change in &deferred.leadership {
+                tracing::info!(partition = %change.partition, leading = change.leading, epoch = change.leader_epoch.get(), "leadership changed");
+                subs.retain(|s| s.send(change.clone()).is_ok());
+            }
+        }
+        for (tp, proposal) in deferred.proposals {
+            tracing::info!(partition = %tp, isr = ?proposal.isr, "proposing ISR change");
+            self.link.propose_isr(tp, proposal);
+        }
     }
 
     /// Periodic work: retention, time-based flushes and checkpoints.
     pub fn maintain(&self, retention_due: bool, checkpoint_due: bool) -> Result<(), StorageError> {
         let mut guard = self.lock();
-        let Some(mgr) = guard.as_mut() else {
+        let Some(mgr) = guard.mgr.as_mut() else {
             return Ok(());
         };
         let now = now_ms();
@@ -449,88 +1427,44 @@ impl Partitions {
     /// Clean shutdown: flush, checkpoint, write the clean-shutdown marker
     /// (spec: PRO-30). Later appends fail with "shutting down".
     pub fn shutdown(&self) -> Result<(), StorageError> {
-        match self.lock().take() {
+        match self.lock().mgr.take() {
             Some(mgr) => mgr.shutdown(now_ms()),
             None => Ok(()),
         }
     }
+}
 
-    // ---- Coordination backend entry points (ZooKeeper mode). ----
-    // The replication engine replaces these with its replica state
-    // machines; until then they record what the backend says, create the
-    // logs of hosted partitions and answer `replica_view`.
-
-    /// The controller's record of a partition this broker hosts changed
-    /// (spec: CLU-12): the log exists from now on.
-    pub fn apply_state(
-        &self,
-        tp: &TopicPartition,
-        state: &gregor_core::controller::PartitionState,
-    ) -> Result<(), StorageError> {
-        self.ensure(tp)?;
-        let mut side = self.cluster.lock().unwrap_or_else(|e| e.into_inner());
-        side.views.insert(
-            tp.clone(),
-            ReplicaView {
-                leader: state.leader,
-                leader_epoch: state.leader_epoch,
-                partition_epoch: state.partition_epoch,
-                isr: state.isr.clone(),
-            },
-        );
-        Ok(())
+/// Appends whole entries, in as few writes as the segment size allows: a
+/// follower's fetched chunk may be larger than one segment (spec: REP-64).
+fn append_in_segments(
+    log: &mut crate::storage::log::Log,
+    entries: &[u8],
+) -> Result<(), StorageError> {
+    let max = usize::try_from(log.config().segment_bytes).unwrap_or(usize::MAX);
+    if entries.len() <= max {
+        return log.append(entries, now_ms()).map(|_| ());
     }
-
-    /// This broker registered with `broker_epoch` (spec: CLU-6).
-    pub fn registered(&self, broker_epoch: i64) {
-        self.cluster
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .broker_epoch = Some(broker_epoch);
-    }
-
-    /// The session ended: nothing this broker knew about leadership holds
-    /// any more (spec: CLU-7).
-    pub fn session_lost(&self) {
-        let mut side = self.cluster.lock().unwrap_or_else(|e| e.into_inner());
-        side.broker_epoch = None;
-        side.views.clear();
-    }
-
-    /// The backend's answer to an ISR proposal (spec: CLU-14).
-    pub fn isr_response(
-        &self,
-        tp: &TopicPartition,
-        proposal: &gregor_core::replica::IsrProposal,
-        response: gregor_core::replica::IsrResponse,
-    ) {
-        if let gregor_core::replica::IsrResponse::Accepted(epoch) = response {
-            let mut side = self.cluster.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(v) = side.views.get_mut(tp)
-                && v.leader_epoch == proposal.leader_epoch
-            {
-                v.partition_epoch = epoch;
-                v.isr = proposal.isr.clone();
-            }
+    let mut start = 0;
+    let mut pos = 0;
+    for size in entry_sizes(entries) {
+        if pos + size > entries.len() {
+            break;
         }
+        if pos > start && pos + size - start > max {
+            log.append(&entries[start..pos], now_ms())?;
+            start = pos;
+        }
+        pos += size;
     }
-
-    /// Leader, leader epoch and ISR of `tp` as this broker knows them.
-    pub fn replica_view(&self, tp: &TopicPartition) -> Option<ReplicaView> {
-        self.cluster
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .views
-            .get(tp)
-            .cloned()
+    if pos > start {
+        log.append(&entries[start..pos], now_ms())?;
     }
+    Ok(())
+}
 
-    /// The broker epoch of the current registration, if any.
-    pub fn broker_epoch(&self) -> Option<i64> {
-        self.cluster
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .broker_epoch
+fn push_once(list: &mut Vec<TopicPartition>, tp: &TopicPartition) {
+    if !list.contains(tp) {
+        list.push(tp.clone());
     }
 }
 

@@ -4,8 +4,12 @@
 //! persists group records to `__consumer_offsets` (spec: `spec/groups.md`,
 //! "Runtime coordinator", GRP-100..GRP-110).
 //!
-//! In the single-node mode this broker leads every `__consumer_offsets`
-//! partition, so it is the coordinator of every group.
+//! The coordinator serves the groups of the `__consumer_offsets`
+//! partitions this broker leads: it loads a partition when it comes to
+//! lead it and unloads it when it stops (spec: REP-66). In the single-node
+//! mode this broker leads every partition, so it is the coordinator of
+//! every group. Group records are written like acks=all produce requests
+//! (Kafka commits with acks=-1).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +28,7 @@ use crate::broker::Broker;
 use crate::cluster::{Metadata, NewTopic, TopicError};
 use crate::codec;
 use crate::config::{BrokerConfig, TimestampType};
-use crate::partition::{AppendError, AppendOptions, Partitions, now_ms};
+use crate::partition::{AppendError, AppendOptions, LeadershipChange, Partitions, now_ms};
 use crate::storage::error::StorageError;
 use crate::storage::record::{BatchBuilder, Codec, RecordIter, Validator};
 
@@ -95,6 +99,8 @@ struct State {
     groups: HashMap<String, Slot>,
     /// Whether `__consumer_offsets` is known to exist.
     topic_ready: bool,
+    /// The offsets partitions whose groups are loaded (spec: REP-66).
+    loaded: std::collections::HashSet<i32>,
 }
 
 /// A group as ListGroups shows it.
@@ -116,6 +122,11 @@ pub struct Coordinator {
     max_entry_bytes: usize,
     state: Mutex<State>,
     next_request: AtomicU64,
+    /// `offsets.commit.timeout.ms`: how long a group write waits for the
+    /// in-sync replicas.
+    commit_timeout: Duration,
+    /// Leadership changes of this broker, consumed by [`run_timers`].
+    leadership: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<LeadershipChange>>>,
 }
 
 /// The group settings from the broker configuration (spec: GRP-100).
@@ -171,16 +182,19 @@ impl Coordinator {
         let mut state = State {
             groups: HashMap::new(),
             topic_ready: existing.is_some(),
+            loaded: std::collections::HashSet::new(),
         };
+        let leadership = partitions.subscribe_leadership();
         if let Some(n) = existing {
             let now = Millis::new(now_ms());
             let mut records: HashMap<String, Vec<GroupRecord>> = HashMap::new();
             for p in 0..n {
-                replay_partition(
-                    partitions,
-                    &TopicPartition::new(OFFSETS_TOPIC, p),
-                    &mut records,
-                )?;
+                let tp = TopicPartition::new(OFFSETS_TOPIC, p);
+                // spec: REP-66 — only the partitions this broker leads.
+                if partitions.is_leader(&tp) {
+                    replay_partition(partitions, &tp, &mut records)?;
+                    state.loaded.insert(p);
+                }
             }
             for (group_id, recs) in records {
                 let group = Group::load(
@@ -213,7 +227,104 @@ impl Coordinator {
             max_entry_bytes: usize::try_from(cfg.message_max_bytes).unwrap_or(1 << 20),
             state: Mutex::new(state),
             next_request: AtomicU64::new(0),
+            commit_timeout: Duration::from_millis(
+                cfg.raw("offsets.commit.timeout.ms")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(5000)
+                    .max(1),
+            ),
+            leadership: Mutex::new(Some(leadership)),
         })
+    }
+
+    /// This broker came to lead offsets partition `partition`: replays it
+    /// and serves its groups, replacing anything held for them
+    /// (spec: REP-66).
+    ///
+    /// # Errors
+    /// A storage error while reading the partition.
+    pub fn load_partition(
+        &self,
+        partitions: &Partitions,
+        partition: i32,
+    ) -> Result<(), StorageError> {
+        let now = Millis::new(now_ms());
+        let mut records: HashMap<String, Vec<GroupRecord>> = HashMap::new();
+        let mut st = self.lock();
+        if !st.loaded.insert(partition) {
+            return Ok(());
+        }
+        if let Err(e) = replay_partition(
+            partitions,
+            &TopicPartition::new(OFFSETS_TOPIC, partition),
+            &mut records,
+        ) {
+            st.loaded.remove(&partition);
+            return Err(e);
+        }
+        st.groups
+            .retain(|id, _| self.partition_for(id) != partition);
+        let mut loaded = 0;
+        for (group_id, recs) in records {
+            if self.partition_for(&group_id) != partition {
+                continue;
+            }
+            let group = Group::load(
+                group_id.clone(),
+                self.config.clone(),
+                LeaderEpoch::new(0),
+                recs,
+                now,
+            );
+            if group.members().is_empty() && group.offsets().is_empty() {
+                continue;
+            }
+            loaded += 1;
+            st.groups.insert(
+                group_id,
+                Slot {
+                    group,
+                    waiters: HashMap::new(),
+                },
+            );
+        }
+        tracing::info!(
+            partition,
+            groups = loaded,
+            "loaded {OFFSETS_TOPIC} partition"
+        );
+        Ok(())
+    }
+
+    /// This broker stopped leading offsets partition `partition`: forgets
+    /// its groups; their waiting requests are dropped and clients look the
+    /// coordinator up again (spec: REP-66).
+    pub fn unload_partition(&self, partition: i32) {
+        let mut st = self.lock();
+        st.loaded.remove(&partition);
+        let before = st.groups.len();
+        st.groups
+            .retain(|id, _| self.partition_for(id) != partition);
+        tracing::info!(
+            partition,
+            groups = before - st.groups.len(),
+            "unloaded {OFFSETS_TOPIC} partition"
+        );
+    }
+
+    /// Applies one leadership change of this broker (spec: REP-66).
+    pub fn leadership_changed(&self, partitions: &Partitions, change: &LeadershipChange) {
+        if change.partition.topic != OFFSETS_TOPIC {
+            return;
+        }
+        let p = change.partition.partition;
+        if change.leading {
+            if let Err(e) = self.load_partition(partitions, p) {
+                tracing::error!(partition = p, error = %e, "cannot load group records");
+            }
+        } else {
+            self.unload_partition(p);
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -255,6 +366,15 @@ impl Coordinator {
         }
         tracing::info!(partitions = self.num_partitions, "created {OFFSETS_TOPIC}");
         st.topic_ready = true;
+        for p in 0..self.num_partitions {
+            if broker
+                .partitions
+                .is_leader(&TopicPartition::new(OFFSETS_TOPIC, p))
+            {
+                // Empty and led from birth: nothing to replay.
+                st.loaded.insert(p);
+            }
+        }
         Ok(())
     }
 
@@ -275,6 +395,12 @@ impl Coordinator {
         let (tx, rx) = oneshot::channel();
         let mut st = self.lock();
         self.ensure_topic_locked(broker, &mut st)?;
+        let tp = TopicPartition::new(OFFSETS_TOPIC, self.partition_for(group_id));
+        if !broker.partitions.is_leader(&tp) {
+            // spec: REP-66 — clients look the coordinator up again.
+            let _ = tx.send(not_coordinator(&body));
+            return Ok(rx);
+        }
         let slot = st
             .groups
             .entry(group_id.to_owned())
@@ -421,17 +547,118 @@ impl Coordinator {
             timestamp_type: TimestampType::CreateTime,
             require_v2: true,
         };
-        match broker
-            .partitions
-            .append(&tp, &bytes, opts, &mut Validator::default())
-        {
-            Ok(_) => Ok(()),
+        // Written like an acks=all produce (Kafka commits with acks=-1).
+        match broker.partitions.produce(
+            &tp,
+            &bytes,
+            opts,
+            &mut Validator::default(),
+            gregor_core::replica::Acks::All,
+            1,
+        ) {
+            Ok(produced) => match produced.wait {
+                None => Ok(()),
+                Some(wait) => self.await_commit(&tp, wait),
+            },
+            Err(AppendError::NotLeader(_)) => Err(PersistFailure::NotLeader),
             Err(AppendError::TooLarge { .. }) => Err(PersistFailure::TooLarge),
             Err(e) => {
                 tracing::warn!(partition = %tp, error = %e, "group records not persisted");
                 Err(PersistFailure::Unavailable)
             }
         }
+    }
+}
+
+impl Coordinator {
+    /// Waits (at most `offsets.commit.timeout.ms`) until the in-sync
+    /// replicas hold a group write. With one replica the answer is already
+    /// there; otherwise this blocks the calling thread, which is always a
+    /// blocking-pool thread (`submit`, `tick`).
+    fn await_commit(
+        &self,
+        tp: &TopicPartition,
+        mut wait: crate::partition::ProduceWait,
+    ) -> Result<(), PersistFailure> {
+        let result = match wait.try_recv() {
+            Ok(r) => Ok(r),
+            Err(oneshot::error::TryRecvError::Closed) => Err(()),
+            Err(oneshot::error::TryRecvError::Empty) => {
+                match tokio::runtime::Handle::try_current() {
+                    Ok(handle) => handle
+                        .block_on(tokio::time::timeout(self.commit_timeout, wait))
+                        .map_err(|_| ())
+                        .and_then(|r| r.map_err(|_| ())),
+                    Err(_) => Err(()),
+                }
+            }
+        };
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(gregor_core::replica::ProduceError::NotLeader)) => {
+                Err(PersistFailure::NotLeader)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(partition = %tp, error = %e, "group records not committed");
+                Err(PersistFailure::Unavailable)
+            }
+            Err(()) => {
+                tracing::warn!(partition = %tp, "group records not committed in time");
+                Err(PersistFailure::Unavailable)
+            }
+        }
+    }
+}
+
+/// The NOT_COORDINATOR answer to `request`, variant for variant
+/// (spec: REP-66).
+fn not_coordinator(request: &Request) -> Response {
+    use gregor_core::group::{
+        DeleteGroupResponse, DescribeGroupResponse, ErrorCode, JoinGroupResponse,
+        LeaveGroupResponse, OffsetCommitResponse, OffsetFetchResponse, SyncGroupResponse,
+    };
+    use gregor_core::ids::{Generation, MemberId};
+    let error = ErrorCode::NotCoordinator;
+    match request {
+        Request::Join(_) => Response::Join(JoinGroupResponse {
+            error,
+            generation: Generation::new(-1),
+            protocol_type: None,
+            protocol_name: None,
+            leader: MemberId(String::new()),
+            member_id: MemberId(String::new()),
+            members: Vec::new(),
+        }),
+        Request::Sync(_) => Response::Sync(SyncGroupResponse {
+            error,
+            protocol_type: None,
+            protocol_name: None,
+            assignment: Vec::new(),
+        }),
+        Request::Heartbeat(_) => Response::Heartbeat(error),
+        Request::Leave(_) => Response::Leave(LeaveGroupResponse {
+            error,
+            members: Vec::new(),
+        }),
+        Request::OffsetCommit(c) => Response::OffsetCommit(OffsetCommitResponse {
+            partitions: c
+                .partitions
+                .iter()
+                .map(|p| (p.partition.clone(), error))
+                .collect(),
+        }),
+        Request::OffsetFetch(_) => Response::OffsetFetch(OffsetFetchResponse {
+            error,
+            partitions: Vec::new(),
+        }),
+        Request::Describe => Response::Describe(DescribeGroupResponse {
+            error,
+            state: "",
+            protocol_type: String::new(),
+            protocol: String::new(),
+            members: Vec::new(),
+        }),
+        Request::Delete => Response::Delete(DeleteGroupResponse { error }),
     }
 }
 
@@ -517,9 +744,31 @@ pub async fn run_timers(
 ) {
     let mut tick = tokio::time::interval(TIMER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leadership = broker
+        .groups
+        .leadership
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            Some(change) = async {
+                match leadership.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let b = broker.clone();
+                let res = tokio::task::spawn_blocking(move || {
+                    b.groups.leadership_changed(&b.partitions, &change);
+                })
+                .await;
+                if let Err(e) = res {
+                    tracing::error!(error = %e, "group leadership task failed");
+                }
+                continue;
+            }
             _ = stop.changed() => return,
         }
         let b = broker.clone();

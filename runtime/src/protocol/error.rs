@@ -35,6 +35,9 @@ pub enum ErrorCode {
     RecordListTooLarge = 18,
     /// Fewer in-sync replicas than `min.insync.replicas`.
     NotEnoughReplicas = 19,
+    /// The records were written but the ISR shrank below
+    /// `min.insync.replicas` before they were committed.
+    NotEnoughReplicasAfterAppend = 20,
     /// acks is not 0, 1 or -1.
     InvalidRequiredAcks = 21,
     /// The version of the API is not supported.
@@ -65,6 +68,10 @@ pub enum ErrorCode {
     UnknownProducerId = 59,
     /// The codec is not valid for the record format.
     UnsupportedCompressionType = 76,
+    /// The request names an older leader epoch than the replica's.
+    FencedLeaderEpoch = 74,
+    /// The request names a newer leader epoch than the replica knows.
+    UnknownLeaderEpoch = 75,
     /// A record breaks a produce rule.
     InvalidRecord = 87,
     /// Topic deletion is disabled.
@@ -116,6 +123,34 @@ impl From<&AppendError> for ErrorCode {
             AppendError::UnknownProducer(_) => Self::UnknownProducerId,
             AppendError::Storage(_) => Self::KafkaStorageError,
             AppendError::ShuttingDown => Self::NotLeaderOrFollower,
+            AppendError::NotLeader(_) => Self::NotLeaderOrFollower,
+            AppendError::NotEnoughReplicas { .. } => Self::NotEnoughReplicas,
+        }
+    }
+}
+
+impl From<gregor_core::replica::FetchError> for ErrorCode {
+    /// spec: REP-63 — why a fetch or epoch query is refused.
+    fn from(e: gregor_core::replica::FetchError) -> Self {
+        use gregor_core::replica::FetchError;
+        match e {
+            FetchError::NotLeader | FetchError::UnknownReplica(_) => Self::NotLeaderOrFollower,
+            FetchError::FencedLeaderEpoch { .. } => Self::FencedLeaderEpoch,
+            FetchError::UnknownLeaderEpoch { .. } => Self::UnknownLeaderEpoch,
+            FetchError::OffsetOutOfRange { .. } => Self::OffsetOutOfRange,
+        }
+    }
+}
+
+impl From<gregor_core::replica::ProduceError> for ErrorCode {
+    /// spec: REP-62 — how a produce request the core failed is answered.
+    fn from(e: gregor_core::replica::ProduceError) -> Self {
+        use gregor_core::replica::ProduceError;
+        match e {
+            ProduceError::NotLeader => Self::NotLeaderOrFollower,
+            ProduceError::NotEnoughReplicas { .. } => Self::NotEnoughReplicas,
+            ProduceError::NotEnoughReplicasAfterAppend { .. } => Self::NotEnoughReplicasAfterAppend,
+            ProduceError::Empty => Self::InvalidRecord,
         }
     }
 }

@@ -67,6 +67,7 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
     api(ApiKey::DescribeConfigs, 0, 4, 4),
     api(ApiKey::CreatePartitions, 0, 3, 2),
     api(ApiKey::DeleteGroups, 0, 2, 2),
+    api(ApiKey::OffsetForLeaderEpoch, 0, 4, 4),
 ];
 
 /// Looks up the entry for a raw api key.
@@ -164,7 +165,8 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
         ApiKey::Produce => {
             let (b, h) = (broker.clone(), header.clone());
             match tokio::task::spawn_blocking(move || apis::produce::handle(&b, &h, reader)).await {
-                Ok(r) => r,
+                Ok(Ok(pending)) => apis::produce::finish(pending).await,
+                Ok(Err(e)) => Err(e),
                 Err(e) => return Outcome::Close(format!("produce task failed: {e}")),
             }
         }
@@ -178,6 +180,9 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
             };
         }
         ApiKey::ListOffsets => apis::list_offsets::handle(broker, &header, reader),
+        ApiKey::OffsetForLeaderEpoch => {
+            apis::offset_for_leader_epoch::handle(broker, &header, reader)
+        }
         ApiKey::InitProducerId => apis::init_producer_id::handle(broker, &header, reader).await,
         ApiKey::ApiVersions => apis::api_versions::handle(broker, &header, reader),
         ApiKey::Metadata => apis::metadata::handle(broker, &header, reader).await,

@@ -227,6 +227,15 @@ impl ZkCluster {
         *self.controller.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
     }
 
+    /// Installs `task` unless one is installed already (tests install
+    /// their own before start).
+    pub fn set_default_controller(&self, task: ControllerTask) {
+        self.controller
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(task);
+    }
+
     /// The current cache.
     pub fn view(&self) -> Arc<ClusterView> {
         self.view.read().unwrap_or_else(|e| e.into_inner()).clone()

@@ -8,6 +8,11 @@
 //! Responses are encoded here for every version so that record bytes that
 //! need no conversion go out as file ranges with `sendfile(2)`, never
 //! copied through user space (spec: PRO-77).
+//!
+//! Only the leader serves fetches (REP-63). Consumers (`replica_id` -1)
+//! read below the high watermark; a follower (`replica_id` ≥ 0) reads up to
+//! the log end and its fetch offset reports its progress to the core,
+//! which may advance the high watermark and answer acks=all requests.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +35,7 @@ pub const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
 struct PartitionReq {
     partition: i32,
+    current_leader_epoch: i32,
     fetch_offset: i64,
     partition_max_bytes: i32,
 }
@@ -65,7 +71,7 @@ pub async fn handle(
     mut r: Reader,
 ) -> Result<Vec<Part>, HandlerError> {
     let v = header.api_version;
-    let _replica_id = r.i32("replica_id")?;
+    let replica_id = r.i32("replica_id")?;
     let max_wait_ms = r.i32("max_wait_ms")?;
     let min_bytes = r.i32("min_bytes")?;
     let max_bytes = if v >= 3 {
@@ -90,9 +96,11 @@ pub async fn handle(
         let mut parts = Vec::with_capacity(np);
         for _ in 0..np {
             let partition = r.i32("partition")?;
-            if v >= 9 {
-                r.i32("current_leader_epoch")?;
-            }
+            let current_leader_epoch = if v >= 9 {
+                r.i32("current_leader_epoch")?
+            } else {
+                -1
+            };
             let fetch_offset = r.i64("fetch_offset")?;
             if v >= 12 {
                 r.i32("last_fetched_epoch")?;
@@ -104,6 +112,7 @@ pub async fn handle(
             r.tagged_fields()?;
             parts.push(PartitionReq {
                 partition,
+                current_leader_epoch,
                 fetch_offset,
                 partition_max_bytes,
             });
@@ -140,14 +149,14 @@ pub async fn handle(
     let deadline = tokio::time::Instant::now() + wait;
     let result = loop {
         broker.partitions.wake_on_append(&fetched, &appended);
-        let (result, bytes, any_error) = read_all(broker, v, &topics, max_bytes);
+        let (result, bytes, any_error) = read_all(broker, v, replica_id, &topics, max_bytes);
         if any_error || bytes >= i64::from(min_bytes) || tokio::time::Instant::now() >= deadline {
             break result;
         }
         tokio::select! {
             () = appended.notified() => {}
             () = tokio::time::sleep_until(deadline) => {
-                break read_all(broker, v, &topics, max_bytes).0;
+                break read_all(broker, v, replica_id, &topics, max_bytes).0;
             }
         }
     };
@@ -161,10 +170,10 @@ type FetchResult = Vec<(String, Vec<PartitionOut>)>;
 fn read_all(
     broker: &Broker,
     v: i16,
+    replica_id: i32,
     topics: &[(String, Vec<PartitionReq>)],
     max_bytes: i32,
 ) -> (FetchResult, i64, bool) {
-    let image = broker.metadata.image();
     let mut remaining = i64::from(max_bytes.max(0));
     let mut total = 0i64;
     let mut any_error = false;
@@ -173,12 +182,10 @@ fn read_all(
         let mut outs = Vec::with_capacity(parts.len());
         for p in parts {
             let tp = TopicPartition::new(name.clone(), p.partition);
-            let known = image
-                .topics
-                .get(name)
-                .is_some_and(|m| p.partition >= 0 && p.partition < m.partitions);
-            let reader = known.then(|| broker.partitions.reader(&tp)).flatten();
-            let Some(reader) = reader else {
+            let hosted = (p.partition >= 0)
+                .then(|| broker.partitions.hosted(&tp))
+                .flatten();
+            let Some(hosted) = hosted else {
                 any_error = true;
                 outs.push(PartitionOut {
                     partition: p.partition,
@@ -189,16 +196,56 @@ fn read_all(
                 });
                 continue;
             };
-            let high_watermark = reader.log_end();
+            let reader = &hosted.reader;
+            // spec: REP-63 — a follower reads to the log end and reports its
+            // progress; a consumer reads below the high watermark of a
+            // leader in the epoch it names.
+            let served = if replica_id >= 0 {
+                broker
+                    .partitions
+                    .follower_fetch(
+                        &tp,
+                        gregor_core::ids::BrokerId(replica_id),
+                        p.current_leader_epoch,
+                        p.fetch_offset,
+                    )
+                    .map(|hw| (hw, None))
+            } else {
+                hosted
+                    .fence(p.current_leader_epoch)
+                    .map(|()| (hosted.high_watermark(), Some(hosted.high_watermark())))
+            };
+            let (high_watermark, visible_end) = match served {
+                Ok(s) => s,
+                Err(e) => {
+                    any_error = true;
+                    outs.push(PartitionOut {
+                        partition: p.partition,
+                        error: ErrorCode::from(e),
+                        high_watermark: -1,
+                        log_start_offset: -1,
+                        records: Records::Bytes(Bytes::new()),
+                    });
+                    continue;
+                }
+            };
             let log_start_offset = reader.log_start();
             let mut error = ErrorCode::None;
             let mut records = Records::Bytes(Bytes::new());
+            let above_hw = visible_end
+                .is_some_and(|hw| p.fetch_offset >= hw && p.fetch_offset <= reader.log_end());
             // KIP-74: both limits apply, but the first partition with data
             // returns at least one whole batch (the storage read always
             // yields one), so a consumer always makes progress.
             let limit = (p.partition_max_bytes.max(0) as i64).min(remaining.max(0));
-            if total == 0 || limit > 0 {
-                match reader.read(p.fetch_offset, limit as usize) {
+            if !above_hw && (total == 0 || limit > 0) {
+                let read = reader
+                    .read(p.fetch_offset, limit as usize)
+                    .and_then(|range| match (range, visible_end) {
+                        (Some(range), Some(hw)) if reader.log_end() > hw => trim_below(range, hw),
+                        (range, _) => Ok(range),
+                    });
+                match read {
                     Ok(Some(range)) if !needs_conversion(v, &range) => {
                         records = Records::File(range);
                     }
@@ -242,6 +289,36 @@ fn read_all(
         out.push((name.clone(), outs));
     }
     (out, total, any_error)
+}
+
+/// Cuts a file range before the first entry holding an offset at or above
+/// the high watermark: consumers never see uncommitted records (spec:
+/// REP-63). Reads only entry headers, and only when the log extends past
+/// the high watermark.
+fn trim_below(range: FileRange, hw: i64) -> Result<Option<FileRange>, StorageError> {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; 27];
+    let mut pos = 0u64;
+    while pos + 17 <= range.len {
+        let n = (range.len - pos).min(27) as usize;
+        range
+            .file
+            .read_exact_at(&mut head[..n], range.position + pos)
+            .map_err(StorageError::io("read", std::path::Path::new("segment")))?;
+        let base = i64::from_be_bytes(head[0..8].try_into().unwrap_or([0; 8]));
+        let last = if head[16] >= 2 && n >= 27 {
+            base + i64::from(i32::from_be_bytes([head[23], head[24], head[25], head[26]]))
+        } else {
+            base
+        };
+        if last >= hw {
+            break;
+        }
+        let size = i32::from_be_bytes([head[8], head[9], head[10], head[11]]);
+        pos += 12 + size.max(0) as u64;
+    }
+    let len = pos.min(range.len);
+    Ok((len > 0).then_some(FileRange { len, ..range }))
 }
 
 /// The magic bytes a Fetch version may carry (spec: PRO-74).

@@ -24,7 +24,7 @@ pub const EARLIEST: i64 = -2;
 pub const MAX_TIMESTAMP: i64 = -3;
 
 /// (partition, error, timestamp, offset) for one requested partition.
-type PartitionAnswer = (i32, ErrorCode, i64, i64);
+type PartitionAnswer = (i32, ErrorCode, i64, i64, i32);
 
 /// Bytes read at a time when scanning for the largest timestamp.
 const SCAN_READ_BYTES: usize = 1 << 20;
@@ -36,7 +36,7 @@ pub fn handle(
     mut r: Reader,
 ) -> Result<Option<BytesMut>, HandlerError> {
     let v = header.api_version;
-    let _replica_id = r.i32("replica_id")?;
+    let replica_id = r.i32("replica_id")?;
     if v >= 2 {
         r.i8("isolation_level")?;
     }
@@ -48,15 +48,17 @@ pub fn handle(
         let mut parts = Vec::with_capacity(np);
         for _ in 0..np {
             let partition = r.i32("partition")?;
-            if v >= 4 {
-                r.i32("current_leader_epoch")?;
-            }
+            let current_leader_epoch = if v >= 4 {
+                r.i32("current_leader_epoch")?
+            } else {
+                -1
+            };
             let timestamp = r.i64("timestamp")?;
             if v == 0 {
                 r.i32("max_num_offsets")?;
             }
             r.tagged_fields()?;
-            parts.push((partition, timestamp));
+            parts.push((partition, current_leader_epoch, timestamp));
         }
         r.tagged_fields()?;
         request.push((name, parts));
@@ -64,30 +66,37 @@ pub fn handle(
     r.tagged_fields()?;
     r.finish()?;
 
-    let image = broker.metadata.image();
     let results: Vec<(String, Vec<PartitionAnswer>)> = request
         .into_iter()
         .map(|(name, parts)| {
             let outs = parts
                 .into_iter()
-                .map(|(partition, ts)| {
-                    let known = image
-                        .topics
-                        .get(&name)
-                        .is_some_and(|m| partition >= 0 && partition < m.partitions);
-                    let reader = known
+                .map(|(partition, current_leader_epoch, ts)| {
+                    let hosted = (partition >= 0)
                         .then(|| {
                             broker
                                 .partitions
-                                .reader(&TopicPartition::new(name.clone(), partition))
+                                .hosted(&TopicPartition::new(name.clone(), partition))
                         })
                         .flatten();
-                    match reader {
-                        None => (partition, ErrorCode::UnknownTopicOrPartition, -1, -1),
-                        Some(reader) => match lookup(&reader, ts, v) {
-                            Ok((t, o)) => (partition, ErrorCode::None, t, o),
-                            Err(code) => (partition, code, -1, -1),
-                        },
+                    let Some(hosted) = hosted else {
+                        return (partition, ErrorCode::UnknownTopicOrPartition, -1, -1, -1);
+                    };
+                    // spec: REP-63 — the leader answers, in the epoch the
+                    // client names; "latest" is the high watermark for
+                    // consumers (read_uncommitted too, as in Kafka).
+                    if let Err(e) = hosted.fence(current_leader_epoch) {
+                        return (partition, ErrorCode::from(e), -1, -1, -1);
+                    }
+                    let epoch = hosted.leader_epoch();
+                    let latest = if replica_id >= 0 {
+                        hosted.reader.log_end()
+                    } else {
+                        hosted.high_watermark()
+                    };
+                    match lookup(&hosted.reader, ts, v, latest) {
+                        Ok((t, o)) => (partition, ErrorCode::None, t, o, epoch),
+                        Err(code) => (partition, code, -1, -1, -1),
                     }
                 })
                 .collect();
@@ -102,7 +111,7 @@ pub fn handle(
         for (name, parts) in &results {
             legacy::put_str(&mut out, name);
             legacy::put_len(&mut out, parts.len());
-            for &(partition, code, _, offset) in parts {
+            for &(partition, code, _, offset, _) in parts {
                 out.put_i32(partition);
                 out.put_i16(code.code());
                 if offset >= 0 {
@@ -124,13 +133,17 @@ pub fn handle(
                     .with_partitions(
                         parts
                             .into_iter()
-                            .map(|(partition, code, timestamp, offset)| {
+                            .map(|(partition, code, timestamp, offset, epoch)| {
                                 ListOffsetsPartitionResponse::default()
                                     .with_partition_index(partition)
                                     .with_error_code(code.code())
                                     .with_timestamp(timestamp)
                                     .with_offset(offset)
-                                    .with_leader_epoch(if v >= 4 && offset >= 0 { 0 } else { -1 })
+                                    .with_leader_epoch(if v >= 4 && offset >= 0 {
+                                        epoch
+                                    } else {
+                                        -1
+                                    })
                             })
                             .collect(),
                     )
@@ -141,9 +154,9 @@ pub fn handle(
 }
 
 /// The (timestamp, offset) answer for one partition.
-fn lookup(reader: &LogReader, ts: i64, v: i16) -> Result<(i64, i64), ErrorCode> {
+fn lookup(reader: &LogReader, ts: i64, v: i16, latest: i64) -> Result<(i64, i64), ErrorCode> {
     match ts {
-        LATEST => Ok((-1, reader.log_end())),
+        LATEST => Ok((-1, latest)),
         EARLIEST => Ok((-1, reader.log_start())),
         MAX_TIMESTAMP if v >= 7 => max_timestamp(reader),
         t if t < 0 => Err(ErrorCode::InvalidRequest),

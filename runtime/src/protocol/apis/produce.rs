@@ -1,12 +1,15 @@
 //! Produce (key 0), v0–v9 (spec: PRO-70, PRO-71).
 //!
 //! v0–v2 carry the seed's v0/v1 messages and are coded by hand; v3+ carry
-//! v2 record batches and answer through `kafka-protocol`. With a single
-//! replica the high watermark moves with every append, so acks=1 and
-//! acks=all are both answered once the bytes are in the log; acks=0 gets
-//! no response at all.
+//! v2 record batches and answer through `kafka-protocol`. Only the leader
+//! appends (REP-61). acks=1 is answered once the bytes are in the leader's
+//! log; acks=all once the replica's high watermark passes them, or with
+//! REQUEST_TIMED_OUT after `timeout_ms` (REP-62); acks=0 gets no response
+//! at all. With a single replica the high watermark moves with every
+//! append, so acks=all is answered at once.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use gregor_core::ids::TopicPartition;
@@ -20,8 +23,9 @@ use super::super::{HandlerError, encode_body};
 use super::{sb, topic_name};
 use crate::broker::Broker;
 use crate::config::TimestampType;
-use crate::partition::{AppendOptions, Appended};
+use crate::partition::{AppendOptions, Appended, ProduceWait};
 use crate::storage::record::Validator;
+use gregor_core::replica::Acks;
 
 /// (partition index, records) as sent.
 type PartitionRecords = (i32, Option<Bytes>);
@@ -31,20 +35,31 @@ struct PartitionResult {
     error: ErrorCode,
     message: Option<String>,
     appended: Option<Appended>,
+    wait: Option<ProduceWait>,
 }
 
-/// Answers a Produce request (blocking: appends write to the log).
+/// A Produce request whose records are appended, waiting for its answer.
+#[allow(missing_debug_implementations)]
+pub struct Pending {
+    v: i16,
+    acks: i16,
+    timeout_ms: i32,
+    results: Vec<(String, Vec<PartitionResult>)>,
+}
+
+/// Decodes a Produce request and appends its records (blocking: appends
+/// write to the log). [`finish`] waits for acks=all and encodes the answer.
 pub fn handle(
     broker: &Arc<Broker>,
     header: &RequestHeader,
     mut r: Reader,
-) -> Result<Option<BytesMut>, HandlerError> {
+) -> Result<Pending, HandlerError> {
     let v = header.api_version;
     if v >= 3 {
         let _transactional_id = r.nullable_str("transactional_id")?;
     }
     let acks = r.i16("acks")?;
-    let _timeout_ms = r.i32("timeout_ms")?;
+    let timeout_ms = r.i32("timeout_ms")?;
     let n = r.array("topics")?;
     let mut request: Vec<(String, Vec<PartitionRecords>)> = Vec::with_capacity(n);
     for _ in 0..n {
@@ -76,6 +91,7 @@ pub fn handle(
                 error,
                 message,
                 appended: None,
+                wait: None,
             };
             // spec: PRO-83 — internal topics are written by the broker only.
             if name == crate::group::OFFSETS_TOPIC {
@@ -99,11 +115,6 @@ pub fn handle(
                 .get("min.insync.replicas")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(cfg.min_insync_replicas);
-            if acks == -1 && min_isr > 1 {
-                // spec: PRO-71 — one replica can never satisfy min.insync.replicas > 1.
-                out.push(fail(ErrorCode::NotEnoughReplicas, None));
-                continue;
-            }
             let Some(records) = records.filter(|r| !r.is_empty()) else {
                 out.push(fail(
                     ErrorCode::InvalidRecord,
@@ -131,15 +142,21 @@ pub fn handle(
                 require_v2: v >= 3,
             };
             let tp = TopicPartition::new(name.clone(), index);
+            // spec: REP-62 — acks=all waits for the core; the topic's
+            // min.insync.replicas is checked before appending (a single
+            // replica can never satisfy more than one, PRO-71).
+            let mode = if acks == -1 { Acks::All } else { Acks::Leader };
+            let min_isr = usize::try_from(min_isr).unwrap_or(1).max(1);
             match broker
                 .partitions
-                .append(&tp, &records, opts, &mut validator)
+                .produce(&tp, &records, opts, &mut validator, mode, min_isr)
             {
-                Ok(appended) => out.push(PartitionResult {
+                Ok(produced) => out.push(PartitionResult {
                     index,
                     error: ErrorCode::None,
                     message: None,
-                    appended: Some(appended),
+                    appended: Some(produced.appended),
+                    wait: produced.wait,
                 }),
                 Err(e) => {
                     let code = ErrorCode::from(&e);
@@ -149,6 +166,41 @@ pub fn handle(
             }
         }
         results.push((name, out));
+    }
+    Ok(Pending {
+        v,
+        acks,
+        timeout_ms,
+        results,
+    })
+}
+
+/// Waits (at most `timeout_ms`) for the acks=all answers of a Produce
+/// request and encodes its response (spec: REP-62).
+pub async fn finish(pending: Pending) -> Result<Option<BytesMut>, HandlerError> {
+    let Pending {
+        v,
+        acks,
+        timeout_ms,
+        mut results,
+    } = pending;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64);
+    for (name, parts) in &mut results {
+        for p in parts.iter_mut() {
+            let Some(wait) = p.wait.take() else { continue };
+            let outcome = tokio::time::timeout_at(deadline, wait).await;
+            let error = match outcome {
+                Ok(Ok(Ok(()))) => continue,
+                Ok(Ok(Err(e))) => ErrorCode::from(e),
+                // The partition went away with the request waiting.
+                Ok(Err(_)) => ErrorCode::NotLeaderOrFollower,
+                Err(_) => ErrorCode::RequestTimedOut,
+            };
+            tracing::debug!(topic = %name, partition = p.index, ?error, "acks=all produce failed");
+            p.error = error;
+            p.message = None;
+            p.appended = None;
+        }
     }
     if acks == 0 {
         // spec: PRO-70 — acks=0 is never answered, even on error.
