@@ -821,7 +821,16 @@ impl Partitions {
         };
         // spec: REP-62 — the topic's min.insync.replicas, checked before
         // anything is written.
-        let isr = leader.isr().len();
+        // spec: REP-70 — ISR members whose broker is not registered (the
+        // controller keeps up to min.insync.replicas of them, REP-18) cannot
+        // acknowledge: with too few live members the request is refused
+        // rather than left to time out.
+        let me = self.link.local_broker();
+        let isr = leader
+            .isr()
+            .iter()
+            .filter(|b| **b == me || self.link.broker_epoch(**b).is_some())
+            .count();
         if acks == Acks::All && isr < min_insync {
             return Err(AppendError::NotEnoughReplicas {
                 isr,

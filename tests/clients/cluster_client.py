@@ -55,6 +55,8 @@ def parser():
     p.add_argument("--partitions", type=int, default=3)
     p.add_argument("--replication-factor", type=int, default=3)
     p.add_argument("--min-insync", type=int, default=2)
+    p.add_argument("--no-retries", action="store_true",
+                   help="produce: not idempotent and no retries, so a broker's refusal is reported as is")
     p.add_argument("--drain", type=float, default=30.0,
                    help="consume: seconds to reach the targets once --stop-file exists")
     return p
@@ -92,6 +94,9 @@ def produce(a):
             sys.stdout.flush()
             fail("fatal producer error: %s" % err)
 
+    if a.no_retries:
+        conf["enable.idempotence"] = False
+        conf["retries"] = 0
     conf["error_cb"] = on_error
     if not a.stop_file:
         fail("produce needs --stop-file")
