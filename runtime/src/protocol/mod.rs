@@ -132,10 +132,17 @@ pub fn encode_body<R: Encodable>(resp: &R, version: i16) -> Result<BytesMut, Han
     Ok(out)
 }
 
+/// Produce requests up to this size (the frame after its size prefix) are
+/// appended on the connection's task rather than handed to the blocking
+/// pool: a 16 KiB batch takes ~20 µs to validate and write into the page
+/// cache, less than the two thread hand-offs cost (spec: PRO-90).
+pub const INLINE_PRODUCE_MAX_BYTES: usize = 128 * 1024;
+
 /// Decodes, dispatches and answers one request frame (the bytes after the
 /// size prefix). Never panics on malformed input: decoding errors close the
 /// connection (spec: PRO-4).
 pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
+    let frame_len = frame.len();
     let Some((api_key, api_version, correlation_id)) = header::peek_fixed(&frame) else {
         return Outcome::Close("request shorter than its header".into());
     };
@@ -162,6 +169,17 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
     };
     let reader = Reader::new(body, api_version >= spec.flexible_from);
     let result = match spec.key {
+        // spec: PRO-90 — small requests append on the connection's task;
+        // large ones, and any when appends may fsync, on the blocking pool.
+        ApiKey::Produce
+            if frame_len <= INLINE_PRODUCE_MAX_BYTES
+                && broker.config.log_flush_interval_messages == i64::MAX =>
+        {
+            match apis::produce::handle(broker, &header, reader) {
+                Ok(pending) => apis::produce::finish(pending).await,
+                Err(e) => Err(e),
+            }
+        }
         ApiKey::Produce => {
             let (b, h) = (broker.clone(), header.clone());
             match tokio::task::spawn_blocking(move || apis::produce::handle(&b, &h, reader)).await {

@@ -226,6 +226,40 @@ proptest! {
         let _ = exercise(&entry);
     }
 
+    /// The produce-path framing pass accepts and rejects exactly what the
+    /// full record walk with the offset-delta check does, with the same
+    /// error, and finds the same timestamp bounds (spec: STO-90).
+    #[test]
+    fn framing_pass_agrees_with_the_record_walk(
+        records in inputs(12),
+        mutations in proptest::collection::vec(mutation(), 0..4),
+        count_change in -2i32..3,
+    ) {
+        let plain = build(2, Codec::None, 0, &records);
+        let mut section = v2::records_section(&plain).to_vec();
+        for m in &mutations {
+            mutate(&mut section, m);
+        }
+        let count = records.len() as i32 + count_change;
+        let walked = (|| {
+            let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+            for (i, r) in v2::RecordWalker::new(&section, count).enumerate() {
+                let r = r?;
+                if i64::from(r.offset_delta) != i as i64 {
+                    return Err(RecordError::InvalidRecord(
+                        "record offset deltas are not 0..n-1",
+                    ));
+                }
+                lo = lo.min(r.timestamp_delta);
+                hi = hi.max(r.timestamp_delta);
+            }
+            Ok((lo, hi))
+        })();
+        let framed = v2::check_records(&section, count)
+            .map(|f| (f.min_timestamp_delta, f.max_timestamp_delta));
+        prop_assert_eq!(framed, walked);
+    }
+
     /// Builder → validate → assign → decode gives back the records.
     #[test]
     fn built_batches_round_trip(

@@ -306,6 +306,106 @@ impl<'a> Iterator for RecordWalker<'a> {
     }
 }
 
+/// What the produce-path framing pass ([`check_records`]) learns from the
+/// records of one batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordsFraming {
+    /// Smallest `timestampDelta` of the records.
+    pub min_timestamp_delta: i64,
+    /// Largest `timestampDelta` of the records.
+    pub max_timestamp_delta: i64,
+}
+
+/// Skips a varint-length byte field (-1 = null) inside one record body.
+#[inline]
+fn skip_len_bytes(body: &[u8], pos: &mut usize) -> Result<(), RecordError> {
+    let len = read_varint(body, pos)?;
+    if len == -1 {
+        return Ok(());
+    }
+    match usize::try_from(len)
+        .ok()
+        .and_then(|l| pos.checked_add(l))
+        .filter(|&end| end <= body.len())
+    {
+        Some(end) => {
+            *pos = end;
+            Ok(())
+        }
+        None => Err(RecordError::Corrupt(
+            "record field length overruns the record",
+        )),
+    }
+}
+
+/// The produce-path check of an uncompressed (or decompressed) records
+/// section holding `count` records (spec: STO-90).
+///
+/// One pass over the framing, nothing allocated and no record built: each
+/// record's length varint must cover exactly its fields (attributes,
+/// timestamp delta, offset delta, key, value, headers), key and value
+/// bytes are skipped by their lengths, offset deltas must be `0..count-1`,
+/// header keys must be non-null UTF-8, and the records must use the section
+/// exactly. It accepts and rejects exactly what a [`RecordWalker`] with the
+/// offset-delta check accepts and rejects, with the same errors.
+pub fn check_records(section: &[u8], count: i32) -> Result<RecordsFraming, RecordError> {
+    let mut min_ts = i64::MAX;
+    let mut max_ts = i64::MIN;
+    let mut pos = 0usize;
+    for i in 0..count.max(0) {
+        let len = read_varint(section, &mut pos)?;
+        let Some(body) = usize::try_from(len)
+            .ok()
+            .filter(|&l| l >= MIN_RECORD_BODY)
+            .and_then(|l| section.get(pos..pos.checked_add(l)?))
+        else {
+            return Err(RecordError::Corrupt("record length out of range"));
+        };
+        pos += body.len();
+        // Byte 0 is the record's attributes, which define no bits.
+        let mut at = 1;
+        let ts = read_varlong(body, &mut at)?;
+        let offset_delta = read_varint(body, &mut at)?;
+        skip_len_bytes(body, &mut at)?;
+        skip_len_bytes(body, &mut at)?;
+        let header_count = read_varint(body, &mut at)?;
+        if header_count < 0 {
+            return Err(RecordError::Corrupt("negative header count"));
+        }
+        for _ in 0..header_count {
+            match read_len_bytes(body, &mut at)? {
+                None => return Err(RecordError::InvalidRecord("null header key")),
+                Some(k) if std::str::from_utf8(k).is_err() => {
+                    return Err(RecordError::InvalidRecord("header key is not UTF-8"));
+                }
+                Some(_) => {}
+            }
+            skip_len_bytes(body, &mut at)?;
+        }
+        if at != body.len() {
+            return Err(RecordError::Corrupt(
+                "record length disagrees with its fields",
+            ));
+        }
+        if offset_delta != i {
+            return Err(RecordError::InvalidRecord(
+                "record offset deltas are not 0..n-1",
+            ));
+        }
+        min_ts = min_ts.min(ts);
+        max_ts = max_ts.max(ts);
+    }
+    if pos != section.len() {
+        return Err(RecordError::Corrupt(
+            "bytes after the last record of a batch",
+        ));
+    }
+    Ok(RecordsFraming {
+        min_timestamp_delta: min_ts,
+        max_timestamp_delta: max_ts,
+    })
+}
+
 /// The headers of one record, as `(key, value)`; keys were checked to be
 /// UTF-8 when the record was parsed.
 #[derive(Clone, Debug)]

@@ -1,14 +1,14 @@
 //! The produce-path validator (spec: STO-21, STO-22).
 //!
 //! It checks every entry of a produce payload — framing, magic, checksum,
-//! codec — and walks every record: uncompressed v2 records in place,
-//! compressed ones after decompressing into a buffer the [`Validator`]
-//! keeps between calls. Nothing is allocated per record.
+//! codec — and the framing of every record (spec: STO-90): uncompressed v2
+//! records in place, compressed ones after decompressing into a buffer the
+//! [`Validator`] keeps between calls. Nothing is allocated per record.
 
 use super::assign::{AssignedOffsets, assign_offsets_impl};
 use super::compression::{Codec, DEFAULT_MAX_DECOMPRESSED_BYTES, decompress};
 use super::legacy::{self, for_each_inner};
-use super::v2::{self, BatchHeader, RecordWalker};
+use super::v2::{self, BatchHeader};
 use super::{MAGIC_OFFSET, NO_TIMESTAMP, RecordError, TimestampType};
 
 /// The idempotence fields of the v2 batches in a payload (spec: STO-22).
@@ -193,18 +193,10 @@ impl Validator {
             )?;
             &self.scratch[..]
         };
-        let mut max_delta = i64::MIN;
-        let mut min_delta = i64::MAX;
-        for (i, r) in RecordWalker::new(section, h.records_count).enumerate() {
-            let r = r?;
-            if i64::from(r.offset_delta) != i as i64 {
-                return Err(RecordError::InvalidRecord(
-                    "record offset deltas are not 0..n-1",
-                ));
-            }
-            max_delta = max_delta.max(r.timestamp_delta);
-            min_delta = min_delta.min(r.timestamp_delta);
-        }
+        // spec: STO-90 — one framing pass over the records, no record
+        // views, keys and values skipped by their lengths.
+        let framing = v2::check_records(section, h.records_count)?;
+        let (min_delta, max_delta) = (framing.min_timestamp_delta, framing.max_timestamp_delta);
         let (min_ts, max_ts) = if h.timestamp_type() == TimestampType::LogAppendTime {
             (h.max_timestamp, h.max_timestamp)
         } else {

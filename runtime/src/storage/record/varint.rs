@@ -16,6 +16,22 @@ pub const VARLONG_MAX_LEN: usize = 10;
 /// 32, are rejected (spec: STO-14).
 #[inline]
 pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<i32, RecordError> {
+    // Most varints inside records are one byte (deltas, counts, lengths
+    // below 64) or two (lengths below 8 KiB).
+    if let Some(&b0) = buf.get(*pos) {
+        if b0 < 0x80 {
+            *pos += 1;
+            let raw = u32::from(b0);
+            return Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32));
+        }
+        if let Some(&b1) = buf.get(*pos + 1)
+            && b1 < 0x80
+        {
+            *pos += 2;
+            let raw = u32::from(b0 & 0x7f) | (u32::from(b1) << 7);
+            return Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32));
+        }
+    }
     let mut raw: u32 = 0;
     let mut shift = 0u32;
     let mut at = *pos;
@@ -42,6 +58,13 @@ pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<i32, RecordError> {
 /// Reads a zig-zag varlong at `*pos`, advancing `*pos` past it.
 #[inline]
 pub fn read_varlong(buf: &[u8], pos: &mut usize) -> Result<i64, RecordError> {
+    if let Some(&b) = buf.get(*pos)
+        && b < 0x80
+    {
+        *pos += 1;
+        let raw = u64::from(b);
+        return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+    }
     let mut raw: u64 = 0;
     let mut shift = 0u32;
     let mut at = *pos;
