@@ -96,9 +96,18 @@ create() { # TOPIC RF
 create bench-rf1 1
 create bench-rf3 3
 
-echo "== $RECORDS records of $SIZE bytes, acks=all, $PARTITIONS partitions, 3 brokers on loopback"
+# The load comes from librdkafka (scripts/bench/rdkafka_perf.c): it routes
+# every partition to its leader, as any Kafka client does.
+PERF="$WORK/rdkafka_perf"
+gcc -O2 -Wall -o "$PERF" scripts/bench/rdkafka_perf.c -lrdkafka ||
+    { echo "building the librdkafka producer failed (apt-get install librdkafka-dev)" >&2; exit 1; }
+
+echo "== $RECORDS records of $SIZE bytes, acks=all, linger 5 ms, $PARTITIONS partitions, 3 brokers on loopback (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 for t in bench-rf1 bench-rf3; do
-    printf '%s: ' "$t"
-    "$GREGOR_BIN" perf produce -b "$BOOTSTRAP" --topic "$t" --num-records "$RECORDS" \
-        --record-size "$SIZE" --acks all --json
+    for batch in 16384 1048576; do
+        printf '%s batch.size=%s: ' "$t" "$batch"
+        "$PERF" produce -b "$BOOTSTRAP" -t "$t" -n "$RECORDS" -s "$SIZE" -a all -l 5 -B "$batch" |
+            grep '^RESULT' || echo "failed"
+    done
 done
+echo "(load after: $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -723,6 +723,13 @@ impl Replica {
 
     // ----- leader input ----------------------------------------------------
 
+    /// The partition's `min.insync.replicas` (a topic-level override of
+    /// the broker default) is now `n`; from the next produce on, acks=all
+    /// and ISR shrinking use it (REP-10). Zero is treated as one.
+    pub fn set_min_insync_replicas(&mut self, n: usize) {
+        self.config.min_insync_replicas = n.max(1);
+    }
+
     /// A produce request of `count` records (REP-10, REP-14). On success the
     /// records get offsets `base..base+count`; an [`Effect::Append`] is queued
     /// and, for acks=1, the answer right after it.

@@ -893,6 +893,9 @@ impl Partitions {
                 .insert(request, tx);
             rx
         });
+        // spec: REP-62 — the topic's min.insync.replicas, not only the
+        // broker default, governs acks=all in the core too.
+        slot.replica.set_min_insync_replicas(min_insync);
         let core_base = match slot
             .replica
             .handle_produce(request, count, acks, self.now())

@@ -346,14 +346,45 @@ async fn connection(
 
 /// Handles queued requests one at a time and writes their responses.
 async fn process_loop(
-    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    wr: tokio::net::tcp::OwnedWriteHalf,
     mut queue: mpsc::Receiver<Bytes>,
     closed: oneshot::Sender<()>,
     peer: SocketAddr,
     broker: Arc<Broker>,
 ) {
+    // Requests are handled one after another, in order; their answers go to
+    // the writer in the same order. An acks=all Produce hands over a
+    // deferred answer, so the next requests are handled while it waits for
+    // replication, and answers still leave in request order (spec: PRO-91).
+    let (out_tx, out_rx) = mpsc::channel::<Outcome>(MAX_IN_FLIGHT_PER_CONNECTION);
+    let writer = tokio::spawn(write_loop(wr, out_rx, peer));
     while let Some(frame) = queue.recv().await {
-        match protocol::handle_frame(&broker, frame).await {
+        let outcome = protocol::handle_frame(&broker, frame).await;
+        let close = matches!(outcome, Outcome::Close(_));
+        if out_tx.send(outcome).await.is_err() || close {
+            break;
+        }
+    }
+    drop(out_tx);
+    let _ = writer.await;
+    let _ = closed.send(());
+}
+
+/// Writes the answers of one connection in request order; stops at the
+/// first failed write or `Close`.
+async fn write_loop(
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    mut answers: mpsc::Receiver<Outcome>,
+    peer: SocketAddr,
+) {
+    while let Some(mut outcome) = answers.recv().await {
+        if let Outcome::Deferred(task) = outcome {
+            outcome = match task.await {
+                Ok(o) => o,
+                Err(e) => Outcome::Close(format!("produce answer task failed: {e}")),
+            };
+        }
+        match outcome {
             Outcome::Respond(bytes) => {
                 if let Err(e) = wr.write_all(&bytes).await {
                     tracing::debug!(%peer, error = %e, "write failed");
@@ -367,6 +398,10 @@ async fn process_loop(
                 }
             }
             Outcome::Silent => {}
+            Outcome::Deferred(_) => {
+                tracing::warn!(%peer, "a deferred answer resolved to another deferral; closing");
+                break;
+            }
             Outcome::Close(reason) => {
                 tracing::info!(%peer, %reason, "closing connection");
                 break;
@@ -374,5 +409,4 @@ async fn process_loop(
         }
     }
     let _ = wr.shutdown().await;
-    let _ = closed.send(());
 }

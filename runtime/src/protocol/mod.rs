@@ -111,6 +111,36 @@ pub enum Outcome {
     Silent,
     /// Close the connection: the request was malformed or unsupported.
     Close(String),
+    /// The answer is not known yet (an acks=all Produce whose records are
+    /// appended and wait for replication): the connection goes on with the
+    /// next requests and sends this answer, in order, once it resolves
+    /// (spec: PRO-91).
+    Deferred(tokio::task::JoinHandle<Outcome>),
+}
+
+/// Turns a Produce request whose records are appended into its outcome:
+/// at once when nothing waits, else deferred (spec: PRO-91).
+fn produce_outcome(
+    header: &RequestHeader,
+    key: ApiKey,
+    pending: apis::produce::Pending,
+) -> Outcome {
+    let header = header.clone();
+    let respond = move |r: Result<Option<BytesMut>, HandlerError>| match r {
+        Ok(Some(body)) => Outcome::Respond(response_frame(&header, key, &body)),
+        Ok(None) => Outcome::Silent,
+        Err(e) => Outcome::Close(format!(
+            "{:?} v{} (correlation id {}): {e}",
+            key, header.api_version, header.correlation_id
+        )),
+    };
+    if pending.waits() {
+        Outcome::Deferred(tokio::spawn(async move {
+            respond(apis::produce::finish(pending).await)
+        }))
+    } else {
+        respond(apis::produce::finish_now(pending))
+    }
 }
 
 /// Why a handler could not answer.
@@ -176,14 +206,14 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
                 && broker.config.log_flush_interval_messages == i64::MAX =>
         {
             match apis::produce::handle(broker, &header, reader) {
-                Ok(pending) => apis::produce::finish(pending).await,
+                Ok(pending) => return produce_outcome(&header, spec.key, pending),
                 Err(e) => Err(e),
             }
         }
         ApiKey::Produce => {
             let (b, h) = (broker.clone(), header.clone());
             match tokio::task::spawn_blocking(move || apis::produce::handle(&b, &h, reader)).await {
-                Ok(Ok(pending)) => apis::produce::finish(pending).await,
+                Ok(Ok(pending)) => return produce_outcome(&header, spec.key, pending),
                 Ok(Err(e)) => Err(e),
                 Err(e) => return Outcome::Close(format!("produce task failed: {e}")),
             }

@@ -47,6 +47,15 @@ pub struct Pending {
     results: Vec<(String, Vec<PartitionResult>)>,
 }
 
+impl Pending {
+    /// True when some partition waits for acks=all replication.
+    pub fn waits(&self) -> bool {
+        self.results
+            .iter()
+            .any(|(_, parts)| parts.iter().any(|p| p.wait.is_some()))
+    }
+}
+
 /// Decodes a Produce request and appends its records (blocking: appends
 /// write to the log). [`finish`] waits for acks=all and encodes the answer.
 pub fn handle(
@@ -177,15 +186,10 @@ pub fn handle(
 
 /// Waits (at most `timeout_ms`) for the acks=all answers of a Produce
 /// request and encodes its response (spec: REP-62).
-pub async fn finish(pending: Pending) -> Result<Option<BytesMut>, HandlerError> {
-    let Pending {
-        v,
-        acks,
-        timeout_ms,
-        mut results,
-    } = pending;
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64);
-    for (name, parts) in &mut results {
+pub async fn finish(mut pending: Pending) -> Result<Option<BytesMut>, HandlerError> {
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(pending.timeout_ms.max(0) as u64);
+    for (name, parts) in &mut pending.results {
         for p in parts.iter_mut() {
             let Some(wait) = p.wait.take() else { continue };
             let outcome = tokio::time::timeout_at(deadline, wait).await;
@@ -202,6 +206,15 @@ pub async fn finish(pending: Pending) -> Result<Option<BytesMut>, HandlerError> 
             p.appended = None;
         }
     }
+    finish_now(pending)
+}
+
+/// Encodes the response of a Produce request with nothing (left) to wait
+/// for.
+pub fn finish_now(pending: Pending) -> Result<Option<BytesMut>, HandlerError> {
+    let Pending {
+        v, acks, results, ..
+    } = pending;
     if acks == 0 {
         // spec: PRO-70 — acks=0 is never answered, even on error.
         return Ok(None);
