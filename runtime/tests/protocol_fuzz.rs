@@ -149,7 +149,13 @@ fn with_fixture(check: impl FnOnce(&Fixture)) {
 }
 
 fn answer(f: &Fixture, frame: Vec<u8>) -> Outcome {
-    f.rt.block_on(handle_frame(&f.broker, Bytes::from(frame)))
+    f.rt.block_on(async {
+        match handle_frame(&f.broker, Bytes::from(frame)).await {
+            // An acks=all Produce answers once replicated (spec: PRO-91).
+            Outcome::Deferred(task) => task.await.expect("the deferred answer"),
+            other => other,
+        }
+    })
 }
 
 fn still_serving(f: &Fixture) {
