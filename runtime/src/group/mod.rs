@@ -547,14 +547,25 @@ impl Coordinator {
             timestamp_type: TimestampType::CreateTime,
             require_v2: true,
         };
-        // Written like an acks=all produce (Kafka commits with acks=-1).
+        // Written like an acks=all produce (Kafka commits with acks=-1),
+        // under the broker's min.insync.replicas, capped at the partition's
+        // replica count so a single-node offsets topic still takes commits.
+        // The same value keeps the leader from shrinking the ISR below it,
+        // so the group can move when the coordinator's broker dies.
+        let replicas = broker
+            .partitions
+            .replica_view(&tp)
+            .map_or(1, |v| v.replicas.len().max(1));
+        let min_isr = usize::try_from(broker.config.min_insync_replicas)
+            .unwrap_or(1)
+            .clamp(1, replicas);
         match broker.partitions.produce(
             &tp,
             &bytes,
             opts,
             &mut Validator::default(),
             gregor_core::replica::Acks::All,
-            1,
+            min_isr,
         ) {
             Ok(produced) => match produced.wait {
                 None => Ok(()),
