@@ -108,6 +108,48 @@ pub struct NewTopic {
     pub configs: BTreeMap<String, String>,
 }
 
+/// Checks a CreateTopics manual replica assignment with Kafka's rules and
+/// messages: no partition count or replication factor beside it,
+/// partitions numbered 0.., the same number of distinct replicas each, every
+/// broker known (`known`). Returns the partition count and replication
+/// factor.
+pub fn check_manual_assignment(
+    req: &NewTopic,
+    known: impl Fn(i32) -> bool,
+) -> Result<(i32, i16), TopicError> {
+    if req.partitions != -1 || req.replication_factor != -1 {
+        return Err(TopicError::InvalidReplicaAssignment(
+            "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
+        ));
+    }
+    let n = req.assignments.len() as i32;
+    let rf = req.assignments.values().next().map_or(0, Vec::len);
+    for (p, brokers) in &req.assignments {
+        if *p < 0 || *p >= n {
+            return Err(TopicError::InvalidReplicaAssignment(
+                "Partitions should be a consecutive 0-based integer sequence".into(),
+            ));
+        }
+        if brokers.is_empty() || brokers.len() != rf {
+            return Err(TopicError::InvalidReplicaAssignment(
+                "All partitions should have the same number of replicas".into(),
+            ));
+        }
+        let distinct: std::collections::BTreeSet<&i32> = brokers.iter().collect();
+        if distinct.len() != brokers.len() {
+            return Err(TopicError::InvalidReplicaAssignment(
+                "Duplicate brokers not allowed in replica assignment".into(),
+            ));
+        }
+        if let Some(b) = brokers.iter().find(|b| !known(**b)) {
+            return Err(TopicError::InvalidReplicaAssignment(format!(
+                "Unknown broker id {b} in replica assignment"
+            )));
+        }
+    }
+    Ok((n, i16::try_from(rf).unwrap_or(i16::MAX)))
+}
+
 /// Checks a topic name against Kafka's rules (spec: PRO-50).
 pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     if name.is_empty() {
@@ -319,31 +361,7 @@ impl EmbeddedMetadata {
             }
             (partitions, rf)
         } else {
-            if req.partitions != -1 || req.replication_factor != -1 {
-                return Err(TopicError::InvalidReplicaAssignment(
-                    "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
-                ));
-            }
-            let n = req.assignments.len() as i32;
-            let rf = req.assignments.values().next().map_or(0, Vec::len);
-            for (p, brokers) in &req.assignments {
-                if *p < 0 || *p >= n {
-                    return Err(TopicError::InvalidReplicaAssignment(
-                        "Partitions should be a consecutive 0-based integer sequence".into(),
-                    ));
-                }
-                if brokers.is_empty() || brokers.len() != rf {
-                    return Err(TopicError::InvalidReplicaAssignment(
-                        "All partitions should have the same number of replicas".into(),
-                    ));
-                }
-                if let Some(b) = brokers.iter().find(|b| !live.contains(b)) {
-                    return Err(TopicError::InvalidReplicaAssignment(format!(
-                        "Unknown broker id {b} in replica assignment"
-                    )));
-                }
-            }
-            (n, rf as i16)
+            check_manual_assignment(&req, |b| live.contains(&b))?
         };
         if partitions > MAX_PARTITIONS_PER_TOPIC {
             return Err(TopicError::InvalidPartitions(format!(

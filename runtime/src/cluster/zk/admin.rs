@@ -138,39 +138,9 @@ impl ZkCluster {
             assign_replicas(&live, partitions, rf as usize, start)
                 .map_err(|e| TopicError::InvalidReplicationFactor(e.to_string()))?
         } else {
-            if req.partitions != -1 || req.replication_factor != -1 {
-                return Err(TopicError::InvalidReplicaAssignment(
-                    "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
-                ));
-            }
-            let n = req.assignments.len() as i32;
-            let rf = req.assignments.values().next().map_or(0, Vec::len);
-            for (p, brokers) in &req.assignments {
-                if *p < 0 || *p >= n {
-                    return Err(TopicError::InvalidReplicaAssignment(
-                        "Partitions should be a consecutive 0-based integer sequence".into(),
-                    ));
-                }
-                if brokers.is_empty() || brokers.len() != rf {
-                    return Err(TopicError::InvalidReplicaAssignment(
-                        "All partitions should have the same number of replicas".into(),
-                    ));
-                }
-                let distinct: std::collections::BTreeSet<&i32> = brokers.iter().collect();
-                if distinct.len() != brokers.len() {
-                    return Err(TopicError::InvalidReplicaAssignment(
-                        "Duplicate brokers not allowed in replica assignment".into(),
-                    ));
-                }
-                if let Some(b) = brokers
-                    .iter()
-                    .find(|b| !view.brokers.contains_key(&BrokerId(**b)))
-                {
-                    return Err(TopicError::InvalidReplicaAssignment(format!(
-                        "Unknown broker id {b} in replica assignment"
-                    )));
-                }
-            }
+            crate::cluster::check_manual_assignment(&req, |b| {
+                view.brokers.contains_key(&BrokerId(b))
+            })?;
             req.assignments
                 .values()
                 .map(|bs| bs.iter().map(|b| BrokerId(*b)).collect())
