@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::{
-    Background, Rec, accepts, check_send_order, free_port, gregor_bin, in_ci, py_client, python,
+    Background, Rec, check_send_order, free_port, gregor_bin, in_ci, py_client, python,
     run_with_timeout, seq_of, unique,
 };
 
@@ -937,27 +937,22 @@ impl Cluster {
             .map_err(|e| format!("spawning {}: {e}", gregor_bin().display()))?;
         reaper.track(child.id());
         node.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if accepts(node.addr()) {
-                return Ok(());
-            }
-            let child = node.child.as_mut().expect("just spawned");
-            if let Ok(Some(status)) = child.try_wait() {
+        let addr = node.addr();
+        let child = node.child.as_mut().expect("just spawned");
+        match crate::wait_accepting(child, addr, Duration::from_secs(30)) {
+            Ok(()) => Ok(()),
+            Err(crate::StartFailure::Exited(status)) => {
                 reaper.untrack(child.id());
                 node.child = None;
-                return Err(format!(
+                Err(format!(
                     "broker {id} exited at startup ({status}):\n{}",
                     node.log_tail()
-                ));
+                ))
             }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "broker {id} not accepting after 30s:\n{}",
-                    node.log_tail()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(25));
+            Err(crate::StartFailure::Timeout) => Err(format!(
+                "broker {id} not accepting after 30s:\n{}",
+                node.log_tail()
+            )),
         }
     }
 

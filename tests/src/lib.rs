@@ -99,6 +99,37 @@ pub fn gregor_bin() -> &'static Path {
     })
 }
 
+/// Why a spawned broker did not come up.
+#[derive(Debug)]
+pub enum StartFailure {
+    /// It exited first.
+    Exited(ExitStatus),
+    /// It did not accept connections in time.
+    Timeout,
+}
+
+/// Waits until the just-spawned `child` accepts connections on `addr`,
+/// exits, or `limit` passes.
+pub fn wait_accepting(
+    child: &mut Child,
+    addr: SocketAddr,
+    limit: Duration,
+) -> Result<(), StartFailure> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if accepts(addr) {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(StartFailure::Exited(status));
+        }
+        if Instant::now() > deadline {
+            return Err(StartFailure::Timeout);
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 /// A loopback port that was free a moment ago and was never handed out
 /// before in this test process: tests run in parallel threads, and the
 /// kernel may give a just-released port to the next `bind(0)`, which would
@@ -212,26 +243,21 @@ impl Broker {
             .spawn()
             .map_err(|e| format!("spawning {}: {e}", gregor_bin().display()))?;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if accepts(self.addr()) {
-                return Ok(());
-            }
-            let child = self.child.as_mut().expect("just spawned");
-            if let Ok(Some(status)) = child.try_wait() {
+        let addr = self.addr();
+        let child = self.child.as_mut().expect("just spawned");
+        match wait_accepting(child, addr, Duration::from_secs(20)) {
+            Ok(()) => Ok(()),
+            Err(StartFailure::Exited(status)) => {
                 self.child = None;
-                return Err(format!(
+                Err(format!(
                     "broker exited at startup ({status}):\n{}",
                     self.log_tail()
-                ));
+                ))
             }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "broker not accepting after 20s:\n{}",
-                    self.log_tail()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(25));
+            Err(StartFailure::Timeout) => Err(format!(
+                "broker not accepting after 20s:\n{}",
+                self.log_tail()
+            )),
         }
     }
 
