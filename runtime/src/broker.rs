@@ -122,6 +122,10 @@ impl Broker {
         } else {
             let metadata = EmbeddedMetadata::open(&config.log_dirs[0], config.broker_id)?;
             let partitions = Partitions::open(&config, link)?;
+            // spec: STO-54 — each topic's overrides before any log is used.
+            for (name, t) in &metadata.image().topics {
+                partitions.set_topic_config(name, &t.configs);
+            }
             reconcile(&metadata, &partitions)?;
             for tp in partitions.held() {
                 partitions.lead_alone(&tp)?;
@@ -372,6 +376,7 @@ impl Broker {
         };
         let meta = embedded.create_topic(&self.config, req, validate_only)?;
         if !validate_only {
+            self.partitions.set_topic_config(&name, &meta.configs);
             self.ensure_logs(&name, 0, meta.partitions)?;
         }
         Ok(meta)

@@ -147,7 +147,7 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key("log.segment.bytes", Some("1073741824"), int(14)),
     key("log.roll.hours", Some("168"), int(1)),
     key("log.roll.ms", None, long(1)),
-    key("log.index.size.max.bytes", Some("10485760"), int(4)),
+    key("log.index.size.max.bytes", Some("10485760"), int(12)),
     key("log.index.interval.bytes", Some("4096"), int(0)),
     key("index.interval.bytes", None, int(0)),
     key("log.flush.interval.messages", Some(LONG_MAX), long(1)),
@@ -283,7 +283,11 @@ pub const TOPIC_KEYS: &[TopicKeyDef] = &[
     tkey("retention.bytes", &["log.retention.bytes"], long(-1)),
     tkey("segment.bytes", &["log.segment.bytes"], int(14)),
     tkey("segment.ms", &["log.roll.ms", "log.roll.hours"], long(1)),
-    tkey("segment.index.bytes", &["log.index.size.max.bytes"], int(4)),
+    tkey(
+        "segment.index.bytes",
+        &["log.index.size.max.bytes"],
+        int(12),
+    ),
     tkey(
         "index.interval.bytes",
         &["log.index.interval.bytes", "index.interval.bytes"],

@@ -332,6 +332,10 @@ pub struct Partitions {
     plan: Mutex<BTreeMap<TopicPartition, BrokerId>>,
     plan_changed: Notify,
     leadership: Mutex<Vec<tokio::sync::mpsc::UnboundedSender<LeadershipChange>>>,
+    /// The broker's `log.*` settings.
+    base_log_config: LogConfig,
+    /// Each topic's storage config, its overrides applied (spec: STO-54).
+    topic_log_configs: Mutex<HashMap<String, LogConfig>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -391,7 +395,13 @@ impl Partitions {
     /// no partition leads or follows until [`Partitions::apply_state`]
     /// names its role (spec: REP-60).
     pub fn open(cfg: &BrokerConfig, link: Arc<dyn ClusterLink>) -> Result<Self, StorageError> {
-        let mgr = LogManager::open(&cfg.log_dirs, cfg.broker_id, log_config(cfg), now_ms())?;
+        let base_log_config = log_config(cfg);
+        let mgr = LogManager::open(
+            &cfg.log_dirs,
+            cfg.broker_id,
+            base_log_config.clone(),
+            now_ms(),
+        )?;
         let replica_config = replica_config(cfg);
         let mut readers = HashMap::new();
         let mut producers = HashMap::new();
@@ -440,7 +450,68 @@ impl Partitions {
             plan: Mutex::new(BTreeMap::new()),
             plan_changed: Notify::new(),
             leadership: Mutex::new(Vec::new()),
+            base_log_config,
+            topic_log_configs: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A topic's configs are known or changed: its logs (and the ones
+    /// created later) use the broker's `log.*` settings with the topic's
+    /// overrides (spec: STO-54). Cheap when nothing changed.
+    pub fn set_topic_config(&self, topic: &str, configs: &BTreeMap<String, String>) {
+        let config = self
+            .base_log_config
+            .with_topic_overrides(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        {
+            let mut known = self
+                .topic_log_configs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if known.get(topic) == Some(&config) {
+                return;
+            }
+            known.insert(topic.to_owned(), config.clone());
+        }
+        let mut guard = self.lock();
+        let Some(mgr) = guard.mgr.as_mut() else {
+            return;
+        };
+        let tps: Vec<TopicPartition> = mgr
+            .partitions()
+            .filter(|tp| tp.topic == topic)
+            .cloned()
+            .collect();
+        for tp in tps {
+            if let Some(log) = mgr.get_mut(&tp)
+                && *log.config() != config
+            {
+                match log.set_config(config.clone()) {
+                    Ok(()) => tracing::info!(partition = %tp, "topic storage config applied"),
+                    Err(e) => {
+                        tracing::warn!(partition = %tp, error = %e, "topic storage config refused")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The storage config the log of `tp` runs with, if it is held here.
+    pub fn log_config_of(&self, tp: &TopicPartition) -> Option<LogConfig> {
+        self.lock()
+            .mgr
+            .as_ref()
+            .and_then(|m| m.get(tp))
+            .map(|log| log.config().clone())
+    }
+
+    /// The storage config of `topic`'s logs.
+    fn topic_log_config(&self, topic: &str) -> LogConfig {
+        self.topic_log_configs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(topic)
+            .cloned()
+            .unwrap_or_else(|| self.base_log_config.clone())
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -481,7 +552,7 @@ impl Partitions {
             return Ok(());
         }
         let hw = Offset(mgr.high_watermark(tp).unwrap_or(0));
-        let log = mgr.get_or_create(tp, now_ms())?;
+        let log = mgr.get_or_create_with(tp, self.topic_log_config(&tp.topic), now_ms())?;
         let mut replica = Replica::new(self.replica_config, log.meta().clone(), hw);
         replica.handle_registered(self.broker_epoch.load(Ordering::Acquire));
         let published = published(&replica);

@@ -73,7 +73,12 @@ impl Server {
             let addr = listener_cfg
                 .bind_addr()
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-            let listener = TcpListener::bind(addr).await?;
+            let listener = TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("listener {} on {addr}: {e}", listener_cfg.name),
+                )
+            })?;
             let addr = listener.local_addr()?;
             broker.bound_port_of(&listener_cfg.name, addr.port());
             tracing::info!(%addr, listener = %listener_cfg.name, "listening");

@@ -64,6 +64,31 @@ fn sigterm_exits_zero_and_marks_a_clean_shutdown() {
     assert!(status.success(), "exit status {status}");
     assert!(dir.path().join(".gregor_cleanshutdown").exists());
     assert!(dir.path().join("cluster-metadata").exists());
+    // A start that cannot bind its port fails with a clear error and
+    // leaves the logs marked clean.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = Command::new(GREGOR)
+        .args(["broker", "--override"])
+        .arg(format!(
+            "listeners=PLAINTEXT://{}",
+            taken.local_addr().unwrap()
+        ))
+        .arg("--override")
+        .arg(format!("log.dirs={}", dir.path().display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("binding the listener"), "{err}");
+    assert!(
+        err.contains(&taken.local_addr().unwrap().to_string()),
+        "the error names the address: {err}"
+    );
+    assert!(
+        dir.path().join(".gregor_cleanshutdown").exists(),
+        "a failed start keeps the clean-shutdown marker"
+    );
+    drop(taken);
     let b = start_broker(port, dir.path(), &["num.partitions=3"]);
     assert!(!dir.path().join(".gregor_cleanshutdown").exists());
     b.signal("KILL");
@@ -183,5 +208,92 @@ fn topics_produce_and_consume_commands() {
         "partition files removed"
     );
     assert_eq!(ok(cli(port, &["topics", "list"], None)), "");
+    assert!(b.signal("TERM").success());
+}
+
+fn segment_files(dir: &std::path::Path, tp: &str) -> usize {
+    std::fs::read_dir(dir.join(tp))
+        .map(|it| {
+            it.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".log"))
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+// spec: STO-54, STO-50
+#[test]
+fn topic_overrides_set_segment_size_and_retention_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let overrides = ["log.retention.check.interval.ms=200"];
+    let b = start_broker(port, dir.path(), &overrides);
+    let create = |topic: &str, configs: &[&str]| {
+        let mut args = vec!["topics", "create", topic, "--partitions", "1"];
+        for c in configs {
+            args.extend(["--config", c]);
+        }
+        ok(cli(port, &args, None));
+    };
+    create("trimmed", &["segment.bytes=10000", "retention.bytes=10000"]);
+    create(
+        "compacted",
+        &[
+            "segment.bytes=10000",
+            "retention.ms=1",
+            "cleanup.policy=compact",
+        ],
+    );
+    create("plain", &[]);
+    // Ten requests of 100 records, about 2 KB each: with 10 KB segments
+    // every topic with the override rolls several times.
+    let produce_all = |from: usize| {
+        for batch in 0..10 {
+            let lines: String = (0..100)
+                .map(|i| format!("record-{:06}\n", from + batch * 100 + i))
+                .collect();
+            for topic in ["trimmed", "compacted", "plain"] {
+                ok(cli(port, &["produce", topic], Some(&lines)));
+            }
+        }
+    };
+    produce_all(0);
+    assert!(segment_files(dir.path(), "compacted-0") >= 3);
+    assert_eq!(
+        segment_files(dir.path(), "plain-0"),
+        1,
+        "broker default 1 GiB"
+    );
+    let count = |topic: &str| ok(cli(port, &["consume", topic], None)).lines().count();
+    // retention.bytes trims the oldest segments of that topic only.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while count("trimmed") == 1000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention.bytes of the topic never applied"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let kept = count("trimmed");
+    assert!((300..1000).contains(&kept), "kept {kept}");
+    // A compacted topic is never trimmed, whatever its retention says.
+    assert_eq!(count("compacted"), 1000);
+    assert_eq!(count("plain"), 1000);
+
+    // After a restart the overrides still hold for the logs opened from disk.
+    assert!(b.signal("TERM").success());
+    let b = start_broker(port, dir.path(), &overrides);
+    let before = segment_files(dir.path(), "compacted-0");
+    produce_all(1000);
+    assert!(
+        segment_files(dir.path(), "compacted-0") >= before + 2,
+        "segment.bytes applies after a restart"
+    );
+    assert_eq!(segment_files(dir.path(), "plain-0"), 1);
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    assert_eq!(count("compacted"), 2000);
+    assert!(count("trimmed") < 1000);
     assert!(b.signal("TERM").success());
 }

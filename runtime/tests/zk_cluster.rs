@@ -202,7 +202,7 @@ async fn three_brokers_register_under_the_chroot_and_describe_topics_alike() {
     );
 }
 
-// spec: CLU-14, CLU-15, CLU-12
+// spec: CLU-14, CLU-15, CLU-12, STO-54
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isr_writes_are_conditional_on_the_partition_epoch_and_broker_epochs() {
     let zk = ZkServer::start().await;
@@ -216,8 +216,12 @@ async fn isr_writes_are_conditional_on_the_partition_epoch_and_broker_epochs() {
     let b0 = ZkBroker::start(0, &connect, &[]).await;
     let b1 = ZkBroker::start(1, &connect, &[]).await;
     eventually(10, "two live brokers", || b0.zk().view().brokers.len() == 2).await;
+    let topic = NewTopic {
+        configs: [("segment.bytes".to_owned(), "100000".to_owned())].into(),
+        ..new_topic("t", &[&[0, 1]])
+    };
     b0.broker
-        .create_topic_async(new_topic("t", &[&[0, 1]]), false, Duration::from_secs(10))
+        .create_topic_async(topic, false, Duration::from_secs(10))
         .await
         .unwrap();
     let tp = TopicPartition::new("t", 0);
@@ -225,6 +229,21 @@ async fn isr_writes_are_conditional_on_the_partition_epoch_and_broker_epochs() {
         b0.broker.partitions.replica_view(&tp).is_some()
     })
     .await;
+    // spec: STO-54 — both replicas' logs take the topic's override from
+    // /config/topics.
+    for b in [&b0, &b1] {
+        eventually(
+            10,
+            "the replica's log runs with segment.bytes=100000",
+            || {
+                b.broker
+                    .partitions
+                    .log_config_of(&tp)
+                    .is_some_and(|c| c.segment_bytes == 100_000)
+            },
+        )
+        .await;
+    }
     let view = b0.broker.partitions.replica_view(&tp).unwrap();
     assert_eq!(view.leader, Some(BrokerId(0)));
     assert_eq!(view.partition_epoch, PartitionEpoch(0));

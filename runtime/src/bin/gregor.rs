@@ -8,7 +8,7 @@ fn main() -> std::process::ExitCode {
     match gregor_runtime::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("gregor: {e:#}");
+            eprintln!("gregor: {}", gregor_runtime::cli::error_message(&e));
             std::process::ExitCode::FAILURE
         }
     }

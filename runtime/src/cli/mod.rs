@@ -139,9 +139,16 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let broker = Arc::new(Broker::open(config)?);
-        let server = Server::bind(broker.clone())
-            .await
-            .context("binding the listener")?;
+        let server = match Server::bind(broker.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                // Nothing was served: the logs are closed cleanly again so
+                // the next start needs no recovery (spec: PRO-30).
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || b.shutdown()).await;
+                return Err(anyhow::Error::new(e).context("binding the listener"));
+            }
+        };
         tracing::info!(
             broker_id = broker.config.broker_id,
             addr = %server.local_addr(),
@@ -173,5 +180,38 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The one-line message for an error that ends a command: the error and
+/// each cause whose text it does not already carry (errors that embed
+/// their source would otherwise print it twice).
+#[must_use]
+pub fn error_message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.is_empty() {
+            out = text;
+        } else if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let e = anyhow::Error::new(io).context("cannot read /x: No such file");
+        assert_eq!(error_message(&e), "cannot read /x: No such file");
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let e = anyhow::Error::new(io).context("cannot read /x");
+        assert_eq!(error_message(&e), "cannot read /x: No such file");
     }
 }

@@ -103,6 +103,58 @@ impl LogConfig {
         ms.unwrap_or_else(|| hours.unwrap_or(DEFAULT_ROLL_HOURS).saturating_mul(HOUR_MS))
     }
 
+    /// This config with a topic's overrides applied: the topic-level keys
+    /// `segment.bytes`, `segment.ms`, `segment.index.bytes`,
+    /// `index.interval.bytes`, `retention.ms`, `retention.bytes`,
+    /// `flush.messages`, `flush.ms` and `cleanup.policy` (spec: STO-54).
+    /// A topic whose `cleanup.policy` lacks `delete` keeps its data whatever
+    /// its retention says. A value that does not parse or is out of range
+    /// leaves the broker's value in place (topic configs are validated when
+    /// they are set).
+    #[must_use]
+    pub fn with_topic_overrides<'a>(
+        &self,
+        overrides: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> LogConfig {
+        let mut c = self.clone();
+        let mut deletes = true;
+        for (key, value) in overrides {
+            let value = value.trim();
+            let int = value.parse::<i64>().ok();
+            match (key, int) {
+                ("segment.bytes", Some(v)) if (14..=i64::from(i32::MAX)).contains(&v) => {
+                    c.segment_bytes = v as u64;
+                }
+                ("segment.ms", Some(v)) if v >= 1 => c.roll_ms = v,
+                // Kafka accepts 4, but an index smaller than one time-index
+                // entry could never hold one: 12 is the least that works.
+                ("segment.index.bytes", Some(v)) if v >= 0 => {
+                    c.index_size_max_bytes = v.clamp(12, i64::from(i32::MAX)) as u32;
+                }
+                ("index.interval.bytes", Some(v)) if (0..=i64::from(i32::MAX)).contains(&v) => {
+                    c.index_interval_bytes = v as u32;
+                }
+                ("retention.ms", Some(v)) => c.retention_ms = (v >= 0).then_some(v),
+                ("retention.bytes", Some(v)) => c.retention_bytes = u64::try_from(v).ok(),
+                ("flush.messages", Some(v)) if v >= 1 => {
+                    c.flush_interval_messages = (v != i64::MAX).then_some(v as u64);
+                }
+                ("flush.ms", Some(v)) if v >= 0 => {
+                    c.flush_interval_ms = (v != i64::MAX).then_some(v);
+                }
+                ("cleanup.policy", _) => {
+                    deletes = value.split(',').any(|p| p.trim() == "delete");
+                }
+                _ => {}
+            }
+        }
+        if !deletes {
+            c.retention_ms = None;
+            c.retention_bytes = None;
+        }
+        c
+    }
+
     /// Checks the ranges Kafka enforces; called once at the boundary.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key, value: String, reason| Err(ConfigError::Invalid { key, value, reason });
@@ -174,5 +226,55 @@ mod tests {
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("log.segment.bytes"), "{err}");
         assert!(LogConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn topic_overrides_replace_the_broker_values_they_name() {
+        let base = LogConfig::default();
+        let c = base.with_topic_overrides([
+            ("segment.bytes", "1048576"),
+            ("segment.ms", "60000"),
+            ("retention.ms", "-1"),
+            ("retention.bytes", "5000"),
+            ("flush.messages", "1"),
+            ("segment.index.bytes", "4"),
+            ("max.message.bytes", "10"),
+        ]);
+        assert_eq!(c.segment_bytes, 1 << 20);
+        assert_eq!(c.roll_ms, 60_000);
+        assert_eq!(c.retention_ms, None);
+        assert_eq!(c.retention_bytes, Some(5000));
+        assert_eq!(c.flush_interval_messages, Some(1));
+        assert_eq!(c.index_size_max_bytes, 12, "raised to one time-index entry");
+        assert!(c.validate().is_ok());
+        // Untouched keys keep the broker's values.
+        assert_eq!(c.index_interval_bytes, base.index_interval_bytes);
+        // Unusable values leave the broker's value.
+        let c = base.with_topic_overrides([("segment.bytes", "7"), ("segment.ms", "x")]);
+        assert_eq!(c, base);
+    }
+
+    #[test]
+    fn a_compacted_topic_is_never_trimmed_by_retention() {
+        let base = LogConfig {
+            retention_bytes: Some(1),
+            ..LogConfig::default()
+        };
+        for policy in ["compact", " compact "] {
+            let c = base.with_topic_overrides([("cleanup.policy", policy), ("retention.ms", "5")]);
+            assert_eq!(
+                (c.retention_ms, c.retention_bytes),
+                (None, None),
+                "{policy}"
+            );
+        }
+        for policy in ["delete", "compact,delete", "delete,compact"] {
+            let c = base.with_topic_overrides([("cleanup.policy", policy), ("retention.ms", "5")]);
+            assert_eq!(
+                (c.retention_ms, c.retention_bytes),
+                (Some(5), Some(1)),
+                "{policy}"
+            );
+        }
     }
 }

@@ -296,6 +296,19 @@ impl Log {
         &self.config
     }
 
+    /// Replaces the configuration (a topic's overrides changed, STO-54).
+    /// Segment size, roll time, retention and flushing take effect with the
+    /// next append or maintenance pass; a new index size with the next
+    /// segment.
+    ///
+    /// # Errors
+    /// The config is out of range; the old one stays.
+    pub fn set_config(&mut self, config: LogConfig) -> Result<(), StorageError> {
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
     /// The log metadata (start, end, recovery point, epoch cache).
     #[must_use]
     pub fn meta(&self) -> &LogMeta {

@@ -290,6 +290,18 @@ impl LogManager {
     /// Creates the log of `tp` in the directory holding the fewest
     /// partitions (spec: STO-72).
     pub fn create(&mut self, tp: &TopicPartition, now_ms: i64) -> Result<&mut Log, StorageError> {
+        let config = self.config.clone();
+        self.create_with(tp, config, now_ms)
+    }
+
+    /// Creates the log of `tp` with `config` (its topic's overrides
+    /// applied, STO-54) in the directory holding the fewest partitions.
+    pub fn create_with(
+        &mut self,
+        tp: &TopicPartition,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<&mut Log, StorageError> {
         if self.logs.contains_key(tp) {
             return Err(StorageError::PartitionExists(tp.to_string()));
         }
@@ -310,7 +322,7 @@ impl LogManager {
             clean_shutdown: true,
             now_ms,
         };
-        let log = Log::open(&path, self.config.clone(), opts)?;
+        let log = Log::open(&path, config, opts)?;
         checkpoint::sync_dir(&self.dirs[dir].path)
             .map_err(StorageError::io("fsync", &self.dirs[dir].path))?;
         info!(partition = %tp, dir = %path.display(), "created log");
@@ -327,8 +339,19 @@ impl LogManager {
         tp: &TopicPartition,
         now_ms: i64,
     ) -> Result<&mut Log, StorageError> {
+        let config = self.config.clone();
+        self.get_or_create_with(tp, config, now_ms)
+    }
+
+    /// The log of `tp`, created with `config` if missing.
+    pub fn get_or_create_with(
+        &mut self,
+        tp: &TopicPartition,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<&mut Log, StorageError> {
         if !self.logs.contains_key(tp) {
-            self.create(tp, now_ms)?;
+            self.create_with(tp, config, now_ms)?;
         }
         self.get_mut(tp)
             .ok_or_else(|| StorageError::UnknownPartition(tp.to_string()))

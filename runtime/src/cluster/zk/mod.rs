@@ -758,6 +758,10 @@ impl ZkCluster {
         let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
         let mut hosted = BTreeSet::new();
         for (name, t) in &view.topics {
+            if t.assignment.values().any(|r| r.contains(&self.id)) {
+                // spec: STO-54 — before any of its logs is created.
+                broker.partitions.set_topic_config(name, &t.configs);
+            }
             for (p, replicas) in &t.assignment {
                 if !replicas.contains(&self.id) {
                     continue;
