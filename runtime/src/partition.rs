@@ -336,6 +336,8 @@ pub struct Partitions {
     base_log_config: LogConfig,
     /// Each topic's storage config, its overrides applied (spec: STO-54).
     topic_log_configs: Mutex<HashMap<String, LogConfig>>,
+    /// Logs whose recorded topic id is known to match (spec: CLU-35).
+    topic_ids: Mutex<HashMap<TopicPartition, String>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -452,6 +454,7 @@ impl Partitions {
             leadership: Mutex::new(Vec::new()),
             base_log_config,
             topic_log_configs: Mutex::new(HashMap::new()),
+            topic_ids: Mutex::new(HashMap::new()),
         })
     }
 
@@ -759,6 +762,72 @@ impl Partitions {
     /// longer a replica (reassignment, deletion). Stops fetching it and
     /// fails requests waiting on it.
     pub fn remove(&self, tp: &TopicPartition) -> Result<(), StorageError> {
+        self.drop_partition(tp, false)
+    }
+
+    /// Like [`Partitions::remove`], but the log's directory is renamed to
+    /// `<topic>-<partition>.<n>-stray` instead of deleted (spec: CLU-35,
+    /// CLU-36).
+    pub fn set_aside(&self, tp: &TopicPartition) -> Result<(), StorageError> {
+        self.drop_partition(tp, true)
+    }
+
+    /// spec: CLU-35 — makes sure the log of `tp`, if held, belongs to the
+    /// topic with id `id` (text form): a log recorded under another id is
+    /// from an earlier topic of the same name and is set aside (returns
+    /// true); a log without a recorded id adopts this one.
+    pub fn adopt_topic_id(&self, tp: &TopicPartition, id: &str) -> Result<bool, StorageError> {
+        let stored = {
+            let guard = self.lock();
+            let Some(mgr) = guard.mgr.as_ref() else {
+                return Ok(false);
+            };
+            if mgr.get(tp).is_none() {
+                return Ok(false);
+            }
+            if self
+                .topic_ids
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(tp)
+                .is_some_and(|known| known == id)
+            {
+                return Ok(false);
+            }
+            mgr.topic_id(tp)
+        };
+        match stored {
+            Some(s) if s != id => {
+                tracing::warn!(
+                    partition = %tp,
+                    recorded = %s,
+                    current = %id,
+                    "log belongs to an earlier topic of the same name; setting it aside"
+                );
+                self.set_aside(tp)?;
+                Ok(true)
+            }
+            found => {
+                if found.is_none()
+                    && let Some(mgr) = self.lock().mgr.as_mut()
+                    && mgr.get(tp).is_some()
+                {
+                    mgr.set_topic_id(tp, id)?;
+                }
+                self.topic_ids
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(tp.clone(), id.to_owned());
+                Ok(false)
+            }
+        }
+    }
+
+    fn drop_partition(&self, tp: &TopicPartition, aside: bool) -> Result<(), StorageError> {
+        self.topic_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(tp);
         let mut deferred = Deferred::default();
         let result = {
             let mut guard = self.lock();
@@ -785,6 +854,9 @@ impl Partitions {
                 .remove(tp)
                 .is_some();
             match inner.mgr.as_mut() {
+                Some(mgr) if mgr.get(tp).is_some() && aside => {
+                    mgr.set_aside(tp, now_ms()).map(|_| ())
+                }
                 Some(mgr) if mgr.get(tp).is_some() => mgr.delete(tp),
                 _ => Ok(()),
             }

@@ -758,3 +758,185 @@ async fn replicas_are_placed_across_racks() {
         b.stop().await;
     }
 }
+
+/// Names of the entries of `dir`.
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every byte of the `.log` segment files of one partition directory.
+fn segment_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for name in entries(dir) {
+        if name.ends_with(".log") {
+            all.extend(std::fs::read(dir.join(name)).unwrap());
+        }
+    }
+    all
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+async fn produce_values(
+    addr: std::net::SocketAddr,
+    topic: &str,
+    acks: i16,
+    prefix: &str,
+    n: usize,
+) {
+    use gregor_runtime::storage::record::{BatchBuilder, Codec};
+    let mut b = BatchBuilder::new(2, Codec::None, 0).unwrap();
+    for i in 0..n {
+        b.append(0, None, Some(format!("{prefix}-{i}").as_bytes()), &[])
+            .unwrap();
+    }
+    let mut c = gregor_runtime::client::Client::connect(&addr.to_string())
+        .await
+        .unwrap();
+    c.produce(topic, 0, bytes::Bytes::from(b.build().unwrap()), acks)
+        .await
+        .unwrap();
+}
+
+// spec: CLU-35, CLU-36
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_of_topics_deleted_or_recreated_while_a_broker_was_away_are_set_aside() {
+    let zk = ZkServer::start().await;
+    let admin = zk.client("/strays").await;
+    let writer = spawn_state_writer(
+        zk.client("")
+            .await
+            .chroot("/strays")
+            .unwrap_or_else(|_| panic!("chroot")),
+    );
+    let connect = format!("{}/strays", zk.connect());
+    let b0 = ZkBroker::start(0, &connect, &[]).await;
+    let b1 = ZkBroker::start(1, &connect, &[]).await;
+    eventually(10, "two live brokers", || b0.zk().view().brokers.len() == 2).await;
+    for t in ["phoenix", "gone"] {
+        b0.broker
+            .create_topic_async(new_topic(t, &[&[0, 1]]), false, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let tp = TopicPartition::new(t, 0);
+        eventually(10, "both replicas in the ISR", || {
+            b0.broker
+                .partitions
+                .replica_view(&tp)
+                .is_some_and(|v| v.leader == Some(BrokerId(0)) && v.isr.len() == 2)
+        })
+        .await;
+        // acks=all: answered once broker 1 has the records too.
+        produce_values(b0.addr, t, -1, "old", 5).await;
+    }
+    let phoenix = TopicPartition::new("phoenix", 0);
+    eventually(10, "broker 1 has the old records", || {
+        b1.broker
+            .partitions
+            .replica_view(&phoenix)
+            .is_some_and(|v| v.high_watermark == 5)
+    })
+    .await;
+    let dir = b1.stop_keeping_dir().await;
+    assert!(contains(
+        &segment_bytes(&dir.path().join("phoenix-0")),
+        b"old-4"
+    ));
+
+    // While broker 1 is away: "gone" is deleted, "phoenix" deleted and made
+    // again under the same name (a new topic id), still with broker 1 as a
+    // replica, and written to.
+    for t in ["phoenix", "gone"] {
+        b0.broker
+            .delete_topic_async(t, Duration::from_secs(10))
+            .await
+            .unwrap();
+        eventually(10, "the topic is gone", || {
+            !b0.zk().view().topics.contains_key(t)
+        })
+        .await;
+    }
+    let opts =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    let znode = serde_json::json!({
+        "version": 3,
+        "partitions": {"0": [0, 1]},
+        "topic_id": "AAAAAAAAAAAAAAAAAAAAAQ",
+    });
+    admin
+        .create(
+            "/brokers/topics/phoenix",
+            znode.to_string().as_bytes(),
+            &opts,
+        )
+        .await
+        .unwrap();
+    eventually(10, "broker 0 leads the new phoenix-0", || {
+        b0.broker.partitions.is_leader(&phoenix)
+            && b0
+                .zk()
+                .view()
+                .topics
+                .get("phoenix")
+                .is_some_and(|t| t.id[15] == 1)
+    })
+    .await;
+    produce_values(b0.addr, "phoenix", 1, "new", 3).await;
+
+    let b1 = ZkBroker::start_in(1, &connect, &[], dir).await;
+    let root = b1.dir.path().to_path_buf();
+    eventually(20, "broker 1 holds the new phoenix-0, caught up", || {
+        b1.broker
+            .partitions
+            .replica_view(&phoenix)
+            .is_some_and(|v| v.high_watermark == 3)
+    })
+    .await;
+    let stray = |names: &[String], prefix: &str| {
+        names
+            .iter()
+            .any(|n| n.starts_with(&format!("{prefix}.")) && n.ends_with("-stray"))
+    };
+    // The check for logs of unassigned partitions follows a complete read
+    // of the cluster state, which may come after the first changes.
+    eventually(10, "the deleted topic's log set aside", || {
+        stray(&entries(&root), "gone-0")
+    })
+    .await;
+    let names = entries(&root);
+    assert!(!names.contains(&"gone-0".to_owned()), "{names:?}");
+    assert!(
+        stray(&names, "phoenix-0"),
+        "the earlier phoenix log is set aside: {names:?}"
+    );
+    // The log broker 1 now holds has the new records only: none of the
+    // earlier topic's survived under the new topic's offsets.
+    let log = segment_bytes(&root.join("phoenix-0"));
+    assert!(contains(&log, b"new-2"));
+    assert!(
+        !contains(&log, b"old-"),
+        "records of the deleted topic are kept"
+    );
+    let recorded = std::fs::read_to_string(root.join("phoenix-0/partition.metadata")).unwrap();
+    assert!(
+        recorded.contains("topic_id: AAAAAAAAAAAAAAAAAAAAAQ"),
+        "{recorded}"
+    );
+    assert!(
+        b1.broker
+            .partitions
+            .reader(&TopicPartition::new("gone", 0))
+            .is_none()
+    );
+
+    writer.abort();
+    b1.stop().await;
+    b0.stop().await;
+}

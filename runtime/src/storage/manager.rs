@@ -9,6 +9,8 @@
 //! <log.dir>/replication-offset-checkpoint
 //! <log.dir>/log-start-offset-checkpoint
 //! <log.dir>/<topic>-<partition>/…              one Log each
+//! <log.dir>/<topic>-<partition>/partition.metadata   version: 0, topic_id: …
+//! <log.dir>/<topic>-<partition>.<n>-stray/…    set aside, never opened
 //! ```
 //!
 //! Periodic work is exposed as plain methods taking `now_ms`
@@ -35,6 +37,8 @@ pub const LOCK_FILE: &str = ".lock";
 pub const META_PROPERTIES: &str = "meta.properties";
 /// The clean-shutdown marker (Kafka's `.kafka_cleanshutdown`).
 pub const CLEAN_SHUTDOWN_FILE: &str = ".gregor_cleanshutdown";
+/// The file naming the topic id a partition log belongs to.
+pub const PARTITION_METADATA: &str = "partition.metadata";
 /// Kafka's limit on topic name length.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
 
@@ -367,6 +371,68 @@ impl LogManager {
         m.log.delete()?;
         info!(partition = %tp, "deleted log");
         self.checkpoint()
+    }
+
+    /// Sets the log of `tp` aside: closes it and renames its directory to
+    /// `<topic>-<partition>.<n>-stray`, which is never opened again, so an
+    /// operator can inspect or delete it (spec: CLU-36). Returns the new
+    /// path.
+    pub fn set_aside(&mut self, tp: &TopicPartition, now_ms: i64) -> Result<PathBuf, StorageError> {
+        let m = self
+            .logs
+            .remove(tp)
+            .ok_or_else(|| StorageError::UnknownPartition(tp.to_string()))?;
+        self.high_watermarks.remove(tp);
+        let dir = m.log.dir().to_path_buf();
+        m.log.close(now_ms)?;
+        let root = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut n = now_ms;
+        let to = loop {
+            let to = root.join(format!("{tp}.{n}-stray"));
+            if !to.exists() {
+                break to;
+            }
+            n += 1;
+        };
+        fs::rename(&dir, &to).map_err(StorageError::io("rename", &dir))?;
+        checkpoint::sync_dir(&root).map_err(StorageError::io("fsync", &root))?;
+        warn!(partition = %tp, dir = %to.display(), "log set aside");
+        self.checkpoint()?;
+        Ok(to)
+    }
+
+    /// The topic id recorded in the log directory of `tp`, if any
+    /// (`partition.metadata`, spec: CLU-35).
+    #[must_use]
+    pub fn topic_id(&self, tp: &TopicPartition) -> Option<String> {
+        let path = self.logs.get(tp)?.log.dir().join(PARTITION_METADATA);
+        let text = fs::read_to_string(path).ok()?;
+        text.lines().find_map(|l| {
+            l.strip_prefix("topic_id:")
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        })
+    }
+
+    /// Records the topic id of `tp` in its log directory, durably.
+    pub fn set_topic_id(&mut self, tp: &TopicPartition, id: &str) -> Result<(), StorageError> {
+        let dir = self
+            .logs
+            .get(tp)
+            .ok_or_else(|| StorageError::UnknownPartition(tp.to_string()))?
+            .log
+            .dir()
+            .to_path_buf();
+        let path = dir.join(PARTITION_METADATA);
+        let tmp = dir.join(format!("{PARTITION_METADATA}.tmp"));
+        fs::write(&tmp, format!("version: 0\ntopic_id: {id}\n"))
+            .map_err(StorageError::io("write", &tmp))?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(StorageError::io("fsync", &tmp))?;
+        fs::rename(&tmp, &path).map_err(StorageError::io("rename", &path))?;
+        checkpoint::sync_dir(&dir).map_err(StorageError::io("fsync", &dir))?;
+        Ok(())
     }
 
     /// Records the high watermark of `tp` for `replication-offset-checkpoint`.

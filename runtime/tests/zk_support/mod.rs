@@ -172,7 +172,34 @@ impl ZkBroker {
         extra: &[(&str, &str)],
         controller: Option<gregor_runtime::cluster::zk::ControllerTask>,
     ) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_full(
+            id,
+            zk_connect,
+            extra,
+            controller,
+            tempfile::tempdir().unwrap(),
+        )
+        .await
+    }
+
+    /// Starts broker `id` on the log directory `dir` (kept from an earlier
+    /// run of the same broker).
+    pub async fn start_in(
+        id: i32,
+        zk_connect: &str,
+        extra: &[(&str, &str)],
+        dir: tempfile::TempDir,
+    ) -> Self {
+        Self::start_full(id, zk_connect, extra, None, dir).await
+    }
+
+    async fn start_full(
+        id: i32,
+        zk_connect: &str,
+        extra: &[(&str, &str)],
+        controller: Option<gregor_runtime::cluster::zk::ControllerTask>,
+        dir: tempfile::TempDir,
+    ) -> Self {
         let mut pairs = vec![
             ("broker.id".to_owned(), id.to_string()),
             ("listeners".to_owned(), "PLAINTEXT://127.0.0.1:0".to_owned()),
@@ -205,11 +232,18 @@ impl ZkBroker {
 
     /// Graceful stop.
     pub async fn stop(self) {
+        self.stop_keeping_dir().await;
+    }
+
+    /// Graceful stop; hands back the log directory for a later start.
+    pub async fn stop_keeping_dir(self) -> tempfile::TempDir {
         self.handle.shutdown();
         tokio::time::timeout(Duration::from_secs(20), self.task)
             .await
             .expect("broker stops")
             .unwrap();
+        drop(self.broker);
+        self.dir
     }
 }
 

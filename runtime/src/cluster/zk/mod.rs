@@ -600,7 +600,10 @@ impl ZkCluster {
         loop {
             if stale {
                 match self.reload_all(client).await {
-                    Ok(()) => stale = false,
+                    Ok(()) => {
+                        stale = false;
+                        self.set_aside_strays();
+                    }
                     Err(e) => tracing::warn!(error = %e, "cannot read the cluster state yet"),
                 }
             }
@@ -751,6 +754,33 @@ impl ZkCluster {
         self.version.send_modify(|v| *v += 1);
     }
 
+    /// spec: CLU-36 — after a complete read of the cluster state, every
+    /// local log whose partition is not assigned to this broker (its topic
+    /// was deleted, or the replica moved, while the broker was away) is set
+    /// aside, never served.
+    fn set_aside_strays(&self) {
+        let Some(broker) = self.target() else {
+            return;
+        };
+        let view = self.view();
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        for tp in broker.partitions.held() {
+            let assigned = view.topics.get(&tp.topic).is_some_and(|t| {
+                t.assignment
+                    .get(&tp.partition)
+                    .is_some_and(|r| r.contains(&self.id))
+            });
+            if assigned {
+                continue;
+            }
+            applied.remove(&tp);
+            tracing::warn!(partition = %tp, "log of a partition not assigned to this broker");
+            if let Err(e) = broker.partitions.set_aside(&tp) {
+                tracing::error!(partition = %tp, error = %e, "cannot set a stray log aside");
+            }
+        }
+    }
+
     fn reconcile(&self, view: &ClusterView) {
         let Some(broker) = self.target() else {
             return;
@@ -768,6 +798,21 @@ impl ZkCluster {
                 }
                 let tp = TopicPartition::new(name.clone(), *p);
                 hosted.insert(tp.clone());
+                // spec: CLU-35 — a log left from an earlier topic of the
+                // same name is set aside before anything is applied.
+                let id = (t.id != [0; 16]).then(|| topic_id_text(&t.id));
+                if let Some(id) = &id {
+                    match broker.partitions.adopt_topic_id(&tp, id) {
+                        Ok(true) => {
+                            applied.remove(&tp);
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::error!(partition = %tp, error = %e, "cannot check the log's topic id");
+                            continue;
+                        }
+                    }
+                }
                 let Some((state, _)) = t.states.get(p) else {
                     continue;
                 };
@@ -778,6 +823,12 @@ impl ZkCluster {
                 }
                 match broker.partitions.apply_state(&tp, &state) {
                     Ok(()) => {
+                        // A log created just now records its topic id.
+                        if let Some(id) = &id
+                            && let Err(e) = broker.partitions.adopt_topic_id(&tp, id)
+                        {
+                            tracing::error!(partition = %tp, error = %e, "cannot record the log's topic id");
+                        }
                         applied.insert(tp, state);
                     }
                     Err(e) => {
