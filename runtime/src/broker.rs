@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -316,6 +316,30 @@ impl Broker {
         match self.metadata.zk() {
             Some(zk) => zk.delete_topic(name, timeout).await,
             None => self.delete_topic(name),
+        }
+    }
+
+    /// Replaces a topic's config overrides in either mode; the topic's logs
+    /// follow (spec: PRO-27, STO-54).
+    pub async fn set_topic_configs_async(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+        timeout: Duration,
+    ) -> Result<(), TopicError> {
+        match &self.metadata {
+            Metadata::ZooKeeper(zk) => {
+                zk.set_topic_configs(name, configs, validate_only, timeout)
+                    .await
+            }
+            Metadata::Embedded(m) => {
+                let meta = m.set_topic_configs(name, configs, validate_only)?;
+                if !validate_only {
+                    self.partitions.set_topic_config(name, &meta.configs);
+                }
+                Ok(())
+            }
         }
     }
 

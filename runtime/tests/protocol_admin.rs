@@ -4,12 +4,17 @@
 mod protocol_support;
 
 use bytes::{Buf, BufMut, BytesMut};
+use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource as IncrementalResource, AlterableConfig as IncrementalConfig,
+};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    AlterConfigsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
     MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
@@ -301,5 +306,163 @@ async fn describe_configs_topic_and_broker() {
     assert_eq!(get_str(&mut r), "cleanup.policy");
     assert_eq!(get_str(&mut r), "compact");
     assert_eq!((r.get_u8(), r.get_u8(), r.get_u8()), (0, 0, 0));
+    b.stop().await;
+}
+
+fn incremental(
+    resource_type: i8,
+    name: &str,
+    ops: &[(&str, i8, Option<&str>)],
+) -> IncrementalResource {
+    IncrementalResource::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(StrBytes::from_string(name.to_owned()))
+        .with_configs(
+            ops.iter()
+                .map(|(k, op, v)| {
+                    IncrementalConfig::default()
+                        .with_name(StrBytes::from_string((*k).to_owned()))
+                        .with_config_operation(*op)
+                        .with_value(v.map(|v| StrBytes::from_string(v.to_owned())))
+                })
+                .collect(),
+        )
+}
+
+/// (value, source) of every config of topic `t`.
+async fn topic_configs(
+    c: &mut Conn,
+    t: &str,
+) -> std::collections::BTreeMap<String, (Option<String>, i8)> {
+    let req = DescribeConfigsRequest::default().with_resources(vec![
+        DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(t.to_owned()))
+            .with_configuration_keys(None),
+    ]);
+    let resp: DescribeConfigsResponse = c.call(4, 11, &req).await;
+    resp.results[0]
+        .configs
+        .iter()
+        .map(|e| {
+            (
+                e.name.to_string(),
+                (e.value.as_ref().map(|v| v.to_string()), e.config_source),
+            )
+        })
+        .collect()
+}
+
+// spec: PRO-27, STO-54
+#[tokio::test]
+async fn topic_configs_change_while_running_and_reach_the_logs() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.connect().await;
+    create(
+        &mut c,
+        5,
+        vec![creatable("t", 1, 1).with_configs(vec![
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_static_str("retention.ms"))
+                .with_value(Some(StrBytes::from_static_str("1000"))),
+        ])],
+    )
+    .await;
+    let tp = gregor_core::ids::TopicPartition::new("t", 0);
+    assert_eq!(
+        b.broker.partitions.log_config_of(&tp).unwrap().retention_ms,
+        Some(1000)
+    );
+    // IncrementalAlterConfigs: SET, DELETE and APPEND on one topic; an
+    // unknown topic, a broker resource and an unknown key are refused.
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental(
+            2,
+            "t",
+            &[
+                ("segment.bytes", 0, Some("100000")),
+                ("retention.ms", 1, None),
+                ("cleanup.policy", 2, Some("compact")),
+            ],
+        ),
+        incremental(2, "ghost", &[("retention.ms", 0, Some("1"))]),
+        incremental(4, "0", &[("num.partitions", 0, Some("2"))]),
+    ]);
+    for v in [1, 0] {
+        let resp = c.call(v, 12, &req).await;
+        let codes: Vec<i16> = resp.responses.iter().map(|r| r.error_code).collect();
+        assert_eq!(codes, vec![0, 3, 42], "v{v}");
+    }
+    let bad = IncrementalAlterConfigsRequest::default().with_resources(vec![incremental(
+        2,
+        "t",
+        &[("retention.msx", 0, Some("1"))],
+    )]);
+    let resp = c.call(1, 13, &bad).await;
+    assert_eq!(resp.responses[0].error_code, 40, "INVALID_CONFIG");
+    assert!(
+        resp.responses[0]
+            .error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("retention.msx"))
+    );
+    let got = topic_configs(&mut c, "t").await;
+    assert_eq!(got["segment.bytes"], (Some("100000".into()), 1));
+    assert_eq!(got["cleanup.policy"], (Some("compact".into()), 1));
+    assert_eq!(got["retention.ms"].1, 5, "back to the default");
+    let log = b.broker.partitions.log_config_of(&tp).unwrap();
+    assert_eq!(log.segment_bytes, 100_000);
+    assert_eq!(log.retention_ms, None, "compact alone keeps everything");
+
+    // AlterConfigs replaces the whole set (v0 non-flexible, v2 flexible).
+    for (v, ms) in [(0, "5000"), (2, "6000")] {
+        let req = AlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("t"))
+                .with_configs(vec![
+                    AlterableConfig::default()
+                        .with_name(StrBytes::from_static_str("retention.ms"))
+                        .with_value(Some(StrBytes::from_string(ms.to_owned()))),
+                ]),
+        ]);
+        let resp = c.call(v, 14, &req).await;
+        assert_eq!(resp.responses[0].error_code, 0, "v{v}");
+    }
+    let got = topic_configs(&mut c, "t").await;
+    assert_eq!(got["retention.ms"], (Some("6000".into()), 1));
+    assert_eq!(got["segment.bytes"].1, 5, "not in the new set: default");
+    assert_eq!(
+        b.broker.partitions.log_config_of(&tp).unwrap().retention_ms,
+        Some(6000)
+    );
+    // validate_only changes nothing.
+    let dry = IncrementalAlterConfigsRequest::default()
+        .with_resources(vec![incremental(2, "t", &[("retention.ms", 0, Some("1"))])])
+        .with_validate_only(true);
+    assert_eq!(c.call(1, 15, &dry).await.responses[0].error_code, 0);
+    assert_eq!(
+        topic_configs(&mut c, "t").await["retention.ms"]
+            .0
+            .as_deref(),
+        Some("6000")
+    );
+
+    // The change is kept across a restart, and the log opened from disk
+    // uses it.
+    drop(c);
+    let dir = b.stop().await;
+    let b = TestBroker::start_in(dir, &[]).await;
+    let mut c = b.connect().await;
+    assert_eq!(
+        topic_configs(&mut c, "t").await["retention.ms"]
+            .0
+            .as_deref(),
+        Some("6000")
+    );
+    assert_eq!(
+        b.broker.partitions.log_config_of(&tp).unwrap().retention_ms,
+        Some(6000)
+    );
     b.stop().await;
 }

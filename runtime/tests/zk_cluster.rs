@@ -202,7 +202,7 @@ async fn three_brokers_register_under_the_chroot_and_describe_topics_alike() {
     );
 }
 
-// spec: CLU-14, CLU-15, CLU-12, STO-54
+// spec: CLU-14, CLU-15, CLU-12, STO-54, PRO-27
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isr_writes_are_conditional_on_the_partition_epoch_and_broker_epochs() {
     let zk = ZkServer::start().await;
@@ -240,6 +240,29 @@ async fn isr_writes_are_conditional_on_the_partition_epoch_and_broker_epochs() {
                     .partitions
                     .log_config_of(&tp)
                     .is_some_and(|c| c.segment_bytes == 100_000)
+            },
+        )
+        .await;
+    }
+    // spec: PRO-27 — a change through one broker reaches every replica's log.
+    b1.broker
+        .set_topic_configs_async(
+            "t",
+            [("segment.bytes".to_owned(), "200000".to_owned())].into(),
+            false,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    for b in [&b0, &b1] {
+        eventually(
+            10,
+            "the replica's log runs with segment.bytes=200000",
+            || {
+                b.broker
+                    .partitions
+                    .log_config_of(&tp)
+                    .is_some_and(|c| c.segment_bytes == 200_000)
             },
         )
         .await;

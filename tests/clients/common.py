@@ -97,8 +97,10 @@ class Pacer:
 def base_parser(description):
     p = argparse.ArgumentParser(description=description)
     p.add_argument("command", choices=["produce", "consume", "offsets-for-times", "create-topic",
-                                        "group-consume", "create-partitions"])
+                                        "group-consume", "create-partitions", "alter-config"])
     p.add_argument("--bootstrap", required=True)
+    p.add_argument("--config", action="append", default=[],
+                   help="alter-config: key=value to set (repeatable)")
     p.add_argument("--topic", required=True)
     p.add_argument("--input", help="records to produce (record lines)")
     p.add_argument("--acks", default="all")

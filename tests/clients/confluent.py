@@ -140,6 +140,25 @@ def create_partitions(a):
         f.result(a.timeout)
 
 
+def alter_config(a):
+    """Sets topic configs with IncrementalAlterConfigs, then prints what
+    DescribeConfigs reports for them: `config <key> <value> <source>`."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+    admin = AdminClient({"bootstrap.servers": a.bootstrap})
+    entries = []
+    for kv in a.config:
+        k, v = kv.split("=", 1)
+        entries.append(ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET))
+    res = ConfigResource("topic", a.topic, incremental_configs=entries)
+    for _, f in admin.incremental_alter_configs([res]).items():
+        f.result(a.timeout)
+    for _, f in admin.describe_configs([ConfigResource("topic", a.topic)]).items():
+        got = f.result(a.timeout)
+        for kv in a.config:
+            k = kv.split("=", 1)[0]
+            say("config %s %s %s" % (k, got[k].value, got[k].source))
+
+
 def group_consume(a):
     conf = {
         "bootstrap.servers": a.bootstrap,
@@ -198,7 +217,7 @@ def main():
     try:
         {"produce": produce, "consume": consume, "offsets-for-times": offsets_for_times,
          "create-topic": create_topic, "create-partitions": create_partitions,
-         "group-consume": group_consume}[a.command](a)
+         "group-consume": group_consume, "alter-config": alter_config}[a.command](a)
     except KafkaException as e:
         fail(str(e))
     sys.stdout.flush()

@@ -411,6 +411,28 @@ impl EmbeddedMetadata {
         Ok(meta)
     }
 
+    /// Replaces a topic's config overrides (spec: PRO-27).
+    pub fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<TopicMeta, TopicError> {
+        validate_topic_configs(&configs)?;
+        let mut guard = self.lock();
+        let Some(meta) = guard.topics.get(name).cloned() else {
+            return Err(TopicError::Unknown(name.to_owned()));
+        };
+        let changed = TopicMeta { configs, ..meta };
+        if !validate_only {
+            let mut next = (**guard).clone();
+            next.topics.insert(name.to_owned(), changed.clone());
+            self.commit(&mut guard, next)?;
+            tracing::info!(topic = %name, configs = ?changed.configs, "topic configs changed");
+        }
+        Ok(changed)
+    }
+
     /// Grows a topic to `count` partitions (spec: PRO-54).
     pub fn create_partitions(
         &self,

@@ -65,8 +65,10 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
     api(ApiKey::DeleteTopics, 0, 4, 4),
     api(ApiKey::InitProducerId, 0, 4, 2),
     api(ApiKey::DescribeConfigs, 0, 4, 4),
+    api(ApiKey::AlterConfigs, 0, 2, 2),
     api(ApiKey::CreatePartitions, 0, 3, 2),
     api(ApiKey::DeleteGroups, 0, 2, 2),
+    api(ApiKey::IncrementalAlterConfigs, 0, 1, 1),
     api(ApiKey::OffsetForLeaderEpoch, 0, 4, 4),
 ];
 
@@ -238,6 +240,10 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
         ApiKey::DeleteTopics => apis::delete_topics::handle(broker, &header, reader).await,
         ApiKey::CreatePartitions => apis::create_partitions::handle(broker, &header, reader).await,
         ApiKey::DescribeConfigs => apis::describe_configs::handle(broker, &header, reader),
+        ApiKey::AlterConfigs => apis::alter_configs::handle_alter(broker, &header, reader).await,
+        ApiKey::IncrementalAlterConfigs => {
+            apis::alter_configs::handle_incremental(broker, &header, reader).await
+        }
         ApiKey::FindCoordinator => apis::find_coordinator::handle(broker, &header, reader).await,
         ApiKey::JoinGroup => apis::join_group::handle(broker, &header, reader).await,
         ApiKey::SyncGroup => apis::sync_group::handle(broker, &header, reader).await,

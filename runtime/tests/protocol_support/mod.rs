@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 pub struct TestBroker {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
+    pub broker: Arc<Broker>,
     handle: ShutdownHandle,
     task: tokio::task::JoinHandle<()>,
 }
@@ -36,17 +37,19 @@ impl TestBroker {
         pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = BrokerConfig::from_pairs(pairs).unwrap();
         let broker = Arc::new(Broker::open(config).unwrap());
-        let server = Server::bind(broker).await.unwrap();
+        let server = Server::bind(broker.clone()).await.unwrap();
         let (addr, handle, task) = server.spawn();
         Self {
             addr,
             dir,
+            broker,
             handle,
             task,
         }
     }
 
     pub async fn stop(self) -> tempfile::TempDir {
+        drop(self.broker);
         self.handle.shutdown();
         tokio::time::timeout(Duration::from_secs(10), self.task)
             .await

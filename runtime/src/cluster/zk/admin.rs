@@ -244,6 +244,53 @@ impl ZkCluster {
         Ok(meta)
     }
 
+    /// Replaces a topic's config overrides in `/config/topics/<t>` and
+    /// waits until this broker's cache shows them (spec: PRO-27, CLU-25).
+    /// Every broker follows the change through its watch.
+    pub async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+        timeout: Duration,
+    ) -> Result<(), TopicError> {
+        validate_topic_configs(&configs)?;
+        let client = self.connected_client().await.map_err(storage)?;
+        match client.check_stat(&znodes::topic_path(name)).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(TopicError::Unknown(name.to_owned())),
+            Err(e) => return Err(storage(e)),
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let path = znodes::topic_config_path(name);
+        let data = znodes::encode(&TopicConfigZnode {
+            version: 1,
+            config: configs.clone(),
+        });
+        match client.set_data(&path, &data, None).await {
+            Ok(_) => {}
+            Err(ZkError::NoNode) => match client.create(&path, &data, &persistent()).await {
+                Ok(_) => {}
+                Err(e) => return Err(storage(e)),
+            },
+            Err(e) => return Err(storage(e)),
+        }
+        tracing::info!(topic = %name, configs = ?configs, "topic configs changed");
+        let seen = self
+            .wait_for(timeout, |v| {
+                v.topics.get(name).is_some_and(|t| t.configs == configs)
+            })
+            .await;
+        if !seen {
+            return Err(TopicError::TimedOut(format!(
+                "the configs of {name} are written but not yet seen by this broker"
+            )));
+        }
+        Ok(())
+    }
+
     /// Grows a topic to `count` partitions, placing the new ones over the
     /// live brokers, then waits for their states (spec: CLU-24).
     pub async fn create_partitions(

@@ -2,6 +2,7 @@
 //! request with [`super::wire::Reader`], apply it to the broker, encode the
 //! response for the request's version.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
