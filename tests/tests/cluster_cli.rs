@@ -145,7 +145,11 @@ fn produce_through_one_broker_and_consume_through_another_reach_every_leader() {
     // Each partition's records sit on its leader, where the key hash put
     // them, and the leader is the one serving them.
     let want = per_partition(&lines);
-    assert_eq!(want.len(), PARTITIONS as usize, "keys cover every partition");
+    assert_eq!(
+        want.len(),
+        PARTITIONS as usize,
+        "keys cover every partition"
+    );
     for (&p, &n) in &want {
         let leader = m.part(topic, p).expect("partition").leader;
         let end = end_offset_at(&c.node(leader).bootstrap(), topic, p)
@@ -231,13 +235,7 @@ fn perf_produce_and_consume_through_one_broker_move_every_partition() {
 
     let consumed = perf_json(
         &c,
-        &[
-            "consume",
-            "-b",
-            &c.node(b).bootstrap(),
-            "--topic",
-            topic,
-        ],
+        &["consume", "-b", &c.node(b).bootstrap(), "--topic", topic],
     );
     assert_eq!(json_u64(&consumed, "records"), n, "{consumed}");
 }
@@ -279,8 +277,7 @@ fn after_a_leader_is_killed_produce_and_consume_go_through_a_survivor() {
         |m| {
             let t = m.topic(topic);
             t.len() == PARTITIONS as usize
-                && t.values()
-                    .all(|p| p.leader >= 0 && p.leader != victim)
+                && t.values().all(|p| p.leader >= 0 && p.leader != victim)
         },
     );
     let after = keyed_lines(300, total - 300);

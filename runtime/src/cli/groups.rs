@@ -10,8 +10,8 @@ use gregor_core::consumer_protocol::Assignment;
 
 use super::tools::ConsumeArgs;
 use crate::client::Client;
-use crate::client::router::{DEFAULT_TIMEOUT, Router};
 use crate::client::group::{GroupMember, MemberConfig};
+use crate::client::router::{DEFAULT_TIMEOUT, Router};
 use crate::storage::record::RecordIter;
 
 /// Bytes asked for per fetch.
@@ -312,10 +312,7 @@ pub async fn consume_group(bootstrap: &str, args: &ConsumeArgs) -> anyhow::Resul
     let topic = args.topic.as_str();
     // spec: PRD-7 — fetches and list-offsets go to each partition's leader;
     // the group's requests go to its coordinator.
-    let mut c = Router::new(
-        bootstrap,
-        std::time::Duration::from_millis(args.timeout_ms),
-    )?;
+    let mut c = Router::new(bootstrap, std::time::Duration::from_millis(args.timeout_ms))?;
     c.partitions(topic).await?;
     let config = MemberConfig::new(group, vec![topic.to_owned()], assignor);
     let mut member = GroupMember::join(bootstrap, config).await?;
@@ -351,6 +348,11 @@ pub async fn consume_group(bootstrap: &str, args: &ConsumeArgs) -> anyhow::Resul
         };
         let mut progressed = false;
         for f in fetched {
+            if f.retry {
+                // Its leader moved: not at the end, ask again.
+                progressed = true;
+                continue;
+            }
             let from = at.pos[&f.partition];
             if f.error_code == OFFSET_OUT_OF_RANGE {
                 let reset = c

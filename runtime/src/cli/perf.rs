@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use std::sync::{Arc, Mutex};
 
-use crate::client::router::{Router, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::client::router::{self, Router, UNKNOWN_TOPIC_OR_PARTITION};
 use crate::client::{self, ClientError, ProduceReceiver, ProduceSender};
 use crate::partition::now_ms;
 use crate::storage::record::{BatchBuilder, RecordIter};
@@ -103,8 +103,8 @@ pub struct ProduceArgs {
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
-    /// How long metadata and connections are retried before the run
-    /// starts, in ms.
+    /// How long metadata, connections and a batch refused because its
+    /// partition's leader moved are retried, in ms.
     #[arg(long, default_value_t = 30_000)]
     pub timeout_ms: u64,
 }
@@ -171,6 +171,8 @@ struct InFlight {
     correlation_id: Option<i32>,
     /// Creation instant of every record of the request.
     created: Vec<Instant>,
+    /// The partition and its record set, to send again if refused.
+    batch: (i32, Bytes),
 }
 
 /// What `gregor perf produce` measured.
@@ -247,11 +249,7 @@ impl Window {
 }
 
 /// Ensures the topic exists and returns its partition count.
-async fn ensure_topic(
-    r: &mut Router,
-    topic: &str,
-    partitions: Option<i32>,
-) -> anyhow::Result<i32> {
+async fn ensure_topic(r: &mut Router, topic: &str, partitions: Option<i32>) -> anyhow::Result<i32> {
     match r.partitions(topic).await {
         Ok(n) => Ok(n),
         Err(ClientError::Kafka { code, .. }) if code == UNKNOWN_TOPIC_OR_PARTITION => {
@@ -289,16 +287,39 @@ struct Acked {
 
 /// The response reader of one broker's pipeline: matches responses to
 /// requests in order (spec: PRD-4) and records every record's latency.
+///
+/// A batch refused with a refresh-and-retry error (its partition's leader
+/// moved, spec: PRD-8) is sent again through a router, waiting for its
+/// answer; the responses behind it wait meanwhile. A broken connection
+/// ends the run (spec: PRD-9).
 async fn read_acks(
     mut receiver: ProduceReceiver,
     mut rx: mpsc::Receiver<InFlight>,
     acked: Arc<Mutex<Acked>>,
     show_progress: bool,
     record_size: usize,
+    retry: (String, String, Duration, i16),
 ) -> anyhow::Result<()> {
+    let (bootstrap, topic, timeout, acks) = retry;
+    let mut router: Option<Router> = None;
     while let Some(f) = rx.recv().await {
         if let Some(id) = f.correlation_id {
-            receiver.recv(id).await?;
+            match receiver.recv(id).await {
+                Ok(_) => {}
+                Err(e)
+                    if e.code().is_some_and(|c| {
+                        router::retriable(c) || c == UNKNOWN_TOPIC_OR_PARTITION
+                    }) =>
+                {
+                    let r = match &mut router {
+                        Some(r) => r,
+                        None => router.insert(Router::new(&bootstrap, timeout)?),
+                    };
+                    let (p, records) = f.batch.clone();
+                    r.produce(&topic, p, records, acks).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         let now = Instant::now();
         let mut a = acked.lock().unwrap_or_else(|e| e.into_inner());
@@ -380,6 +401,12 @@ pub async fn produce(args: &ProduceArgs) -> anyhow::Result<ProduceSummary> {
                     acked.clone(),
                     show_progress,
                     record_size,
+                    (
+                        args.bootstrap_server.clone(),
+                        args.topic.clone(),
+                        Duration::from_millis(args.timeout_ms),
+                        acks,
+                    ),
                 )));
                 pipelines.push(Pipeline { sender, tx });
                 broker_of.insert(l.broker, pipelines.len() - 1);
@@ -409,11 +436,15 @@ pub async fn produce(args: &ProduceArgs) -> anyhow::Result<ProduceSummary> {
             let (b, _, created, _) = batch;
             let bytes = Bytes::from(b.build()?);
             let pipe = &mut pipelines[route[p as usize]];
-            let id = pipe.sender.send(&topic, vec![(p, bytes)], acks).await?;
+            let id = pipe
+                .sender
+                .send(&topic, vec![(p, bytes.clone())], acks)
+                .await?;
             requests += 1;
             let f = InFlight {
                 correlation_id: (acks != 0).then_some(id),
                 created,
+                batch: (p, bytes),
             };
             if pipe.tx.send(f).await.is_err() {
                 bail!("the response reader stopped");

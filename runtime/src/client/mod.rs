@@ -412,6 +412,7 @@ impl Client {
                 error_code: p.error_code,
                 high_watermark: p.high_watermark,
                 records: p.records.unwrap_or_default(),
+                retry: false,
             })
             .collect())
     }
@@ -609,6 +610,9 @@ pub struct FetchedPartition {
     pub high_watermark: i64,
     /// Record batches as stored.
     pub records: Bytes,
+    /// Nothing fetched because the partition's leader moved or could not
+    /// be reached: ask again (spec: PRD-8).
+    pub retry: bool,
 }
 
 /// The write half of a pipelined producer connection

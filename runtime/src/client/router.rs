@@ -304,7 +304,11 @@ impl Router {
     /// The cached leader of a partition.
     #[must_use]
     pub fn leader(&self, topic: &str, partition: i32) -> Option<Leader> {
-        self.topics.get(topic)?.partitions.get(&partition).copied()?
+        self.topics
+            .get(topic)?
+            .partitions
+            .get(&partition)
+            .copied()?
     }
 
     /// The address of broker `id`, from the last metadata.
@@ -403,24 +407,22 @@ impl Router {
         }
     }
 
-    /// Runs `attempt` until it succeeds, fails for good or the deadline
-    /// passes, refreshing the metadata of `topic` between attempts.
-    async fn retrying<T>(
+    /// After a failed attempt: the error when it is final or the deadline
+    /// passed; otherwise backs off and refreshes the metadata of `topic`.
+    async fn after(
         &mut self,
+        retry: &mut Retry,
         topic: &str,
         what: &str,
-        mut attempt: impl AsyncFnMut(&mut Self) -> Result<T, Attempt>,
-    ) -> Result<T, ClientError> {
-        let mut retry = Retry::new(self.timeout);
-        loop {
-            match attempt(self).await {
-                Ok(v) => return Ok(v),
-                Err(Attempt::Fatal(e)) => return Err(e),
-                Err(Attempt::Retry(e)) => {
-                    retry.pause(what, e).await?;
-                    // A failed refresh shows up in the next attempt.
-                    let _ = self.refresh(&[topic]).await;
-                }
+        failure: Attempt,
+    ) -> Result<(), ClientError> {
+        match failure {
+            Attempt::Fatal(e) => Err(e),
+            Attempt::Retry(e) => {
+                retry.pause(what, e).await?;
+                // A failed refresh shows up in the next attempt.
+                let _ = self.refresh(&[topic]).await;
+                Ok(())
             }
         }
     }
@@ -437,48 +439,61 @@ impl Router {
         acks: i16,
     ) -> Result<Option<i64>, ClientError> {
         let what = format!("produce to {topic}-{partition}");
-        self.retrying(topic, &what, async |r: &mut Self| {
-            let leader = r.route(topic, partition).await?;
-            let req = produce_request(topic, partition, records.clone(), acks);
-            let conn = match r.broker(leader.broker).await {
-                Ok(c) => c,
-                Err(e) => {
-                    r.drop_broker(leader.broker);
-                    return Err(Attempt::Retry(e));
-                }
-            };
-            let id = match conn.send_request(PRODUCE_V, &req).await {
-                Ok(id) => id,
-                Err(e) => {
-                    // The frame did not go out whole: nothing was written.
-                    r.drop_broker(leader.broker);
-                    return Err(Attempt::Retry(e));
-                }
-            };
-            if acks == 0 {
-                return Ok(None);
+        let mut retry = Retry::new(self.timeout);
+        loop {
+            match self.produce_once(topic, partition, &records, acks).await {
+                Ok(v) => return Ok(v),
+                Err(failure) => self.after(&mut retry, topic, &what, failure).await?,
             }
-            let resp = match conn.recv_response::<ProduceRequest>(PRODUCE_V, id).await {
-                Ok(resp) => resp,
-                Err(e) => {
-                    let addr = r.broker_addr(leader.broker).unwrap_or("?").to_owned();
-                    r.drop_broker(leader.broker);
-                    // spec: PRD-9 — the write may have landed.
-                    return Err(Attempt::Fatal(ClientError::Unacknowledged {
-                        what: format!(
-                            "produce to {topic}-{partition} on broker {} ({addr})",
-                            leader.broker
-                        ),
-                        source: Box::new(e),
-                    }));
-                }
-            };
-            match produce_result(&resp, topic, partition) {
-                Ok(base) => Ok(Some(base)),
-                Err(e) => Err(r.classify(topic, partition, e).await),
+        }
+    }
+
+    async fn produce_once(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        records: &Bytes,
+        acks: i16,
+    ) -> Result<Option<i64>, Attempt> {
+        let leader = self.route(topic, partition).await?;
+        let req = produce_request(topic, partition, records.clone(), acks);
+        let conn = match self.broker(leader.broker).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.drop_broker(leader.broker);
+                return Err(Attempt::Retry(e));
             }
-        })
-        .await
+        };
+        let id = match conn.send_request(PRODUCE_V, &req).await {
+            Ok(id) => id,
+            Err(e) => {
+                // The frame did not go out whole: nothing was written.
+                self.drop_broker(leader.broker);
+                return Err(Attempt::Retry(e));
+            }
+        };
+        if acks == 0 {
+            return Ok(None);
+        }
+        let resp = match conn.recv_response::<ProduceRequest>(PRODUCE_V, id).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                let addr = self.broker_addr(leader.broker).unwrap_or("?").to_owned();
+                self.drop_broker(leader.broker);
+                // spec: PRD-9 — the write may have landed.
+                return Err(Attempt::Fatal(ClientError::Unacknowledged {
+                    what: format!(
+                        "produce to {topic}-{partition} on broker {} ({addr})",
+                        leader.broker
+                    ),
+                    source: Box::new(e),
+                }));
+            }
+        };
+        match produce_result(&resp, topic, partition) {
+            Ok(base) => Ok(Some(base)),
+            Err(e) => Err(self.classify(topic, partition, e).await),
+        }
     }
 
     /// spec: PRD-7, PRD-8 — ListOffsets at the partition's leader, retried
@@ -490,18 +505,26 @@ impl Router {
         timestamp: i64,
     ) -> Result<i64, ClientError> {
         let what = format!("list offsets of {topic}-{partition}");
-        self.retrying(topic, &what, async |r: &mut Self| {
-            let leader = r.route(topic, partition).await?;
-            let res = match r.broker(leader.broker).await {
-                Ok(c) => {
-                    c.list_offset_at(topic, partition, leader.epoch, timestamp)
-                        .await
+        let mut retry = Retry::new(self.timeout);
+        loop {
+            let failure = match self.route(topic, partition).await {
+                Ok(leader) => {
+                    let res = match self.broker(leader.broker).await {
+                        Ok(c) => {
+                            c.list_offset_at(topic, partition, leader.epoch, timestamp)
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match self.read_result(topic, partition, leader, res).await {
+                        Ok(v) => return Ok(v),
+                        Err(f) => f,
+                    }
                 }
-                Err(e) => Err(e),
+                Err(f) => f,
             };
-            r.read_result(topic, partition, leader, res).await
-        })
-        .await
+            self.after(&mut retry, topic, &what, failure).await?;
+        }
     }
 
     /// spec: PRD-7, PRD-8 — fetches one partition from its leader;
@@ -515,25 +538,33 @@ impl Router {
         max_bytes: i32,
     ) -> Result<(i64, Bytes), ClientError> {
         let what = format!("fetch {topic}-{partition}@{offset}");
-        self.retrying(topic, &what, async |r: &mut Self| {
-            let leader = r.route(topic, partition).await?;
-            let res = match r.broker(leader.broker).await {
-                Ok(c) => {
-                    c.fetch_at(
-                        topic,
-                        partition,
-                        offset,
-                        leader.epoch,
-                        max_wait_ms,
-                        max_bytes,
-                    )
-                    .await
+        let mut retry = Retry::new(self.timeout);
+        loop {
+            let failure = match self.route(topic, partition).await {
+                Ok(leader) => {
+                    let res = match self.broker(leader.broker).await {
+                        Ok(c) => {
+                            c.fetch_at(
+                                topic,
+                                partition,
+                                offset,
+                                leader.epoch,
+                                max_wait_ms,
+                                max_bytes,
+                            )
+                            .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match self.read_result(topic, partition, leader, res).await {
+                        Ok(v) => return Ok(v),
+                        Err(f) => f,
+                    }
                 }
-                Err(e) => Err(e),
+                Err(f) => f,
             };
-            r.read_result(topic, partition, leader, res).await
-        })
-        .await
+            self.after(&mut retry, topic, &what, failure).await?;
+        }
     }
 
     /// An idempotent read's outcome: broken connections leave the pool
@@ -558,9 +589,9 @@ impl Router {
 
     /// spec: PRD-7, PRD-8 — fetches several partitions of `topic`, one
     /// request per leader broker, all brokers at once. A partition whose
-    /// leader moved or could not be reached comes back empty (error code
-    /// 0, high watermark -1) after a metadata refresh, to be asked again
-    /// at the next call; one that stays unreachable past the timeout is an
+    /// leader moved or could not be reached comes back empty and marked
+    /// `retry` after a metadata refresh, to be asked again at the next
+    /// call; one that stays unreachable past the timeout is an
     /// error. Other partition errors are returned, not raised.
     pub async fn fetch_partitions(
         &mut self,
@@ -666,10 +697,7 @@ impl Router {
             if err.code() == Some(UNKNOWN_TOPIC_OR_PARTITION) && !listed(self, p) {
                 return Err(err);
             }
-            let since = *self
-                .unreachable
-                .entry((topic.to_owned(), p))
-                .or_insert(now);
+            let since = *self.unreachable.entry((topic.to_owned(), p)).or_insert(now);
             if now.duration_since(since) > self.timeout {
                 return Err(ClientError::Timeout {
                     what: format!("fetch {topic}-{p}"),
@@ -682,6 +710,7 @@ impl Router {
                 error_code: 0,
                 high_watermark: -1,
                 records: Bytes::new(),
+                retry: true,
             });
         }
         // Back off while partitions stay out of reach.
@@ -693,7 +722,214 @@ impl Router {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use bytes::{Buf, BytesMut};
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use kafka_protocol::messages::produce_response::{
+        PartitionProduceResponse, TopicProduceResponse,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, ApiVersionsResponse, BrokerId, MetadataResponse, ProduceResponse, RequestHeader,
+        ResponseHeader,
+    };
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
     use super::*;
+
+    /// What the fake broker does with the n-th Produce request.
+    #[derive(Debug, Clone, Copy)]
+    enum OnProduce {
+        /// Answer with this error code (0: success at offset 0).
+        Answer(i16),
+        /// Close the connection without answering.
+        Hang,
+    }
+
+    /// A broker that leads partition 0 of topic `t` and handles Produce
+    /// requests as `script` says; returns its address and the number of
+    /// Produce requests it has received.
+    async fn fake_broker(script: Vec<OnProduce>) -> (String, Arc<Mutex<usize>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let produced = Arc::new(Mutex::new(0usize));
+        let seen = produced.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = l.accept().await else {
+                    return;
+                };
+                let seen = seen.clone();
+                let script = script.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let mut len = [0u8; 4];
+                        if s.read_exact(&mut len).await.is_err() {
+                            return;
+                        }
+                        let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
+                        s.read_exact(&mut buf).await.unwrap();
+                        let mut buf = Bytes::from(buf);
+                        let key = ApiKey::try_from((&buf[..2]).get_i16()).unwrap();
+                        let version = (&buf[2..4]).get_i16();
+                        let header =
+                            RequestHeader::decode(&mut buf, key.request_header_version(version))
+                                .unwrap();
+                        let mut body = BytesMut::new();
+                        match key {
+                            ApiKey::ApiVersions => ApiVersionsResponse::default()
+                                .with_api_keys(
+                                    [0i16, 1, 2, 3, 19, 20]
+                                        .iter()
+                                        .map(|&k| {
+                                            ApiVersion::default()
+                                                .with_api_key(k)
+                                                .with_min_version(0)
+                                                .with_max_version(12)
+                                        })
+                                        .collect(),
+                                )
+                                .encode(&mut body, version)
+                                .unwrap(),
+                            ApiKey::Metadata => MetadataResponse::default()
+                                .with_brokers(vec![
+                                    MetadataResponseBroker::default()
+                                        .with_node_id(BrokerId(1))
+                                        .with_host(StrBytes::from_string(addr.ip().to_string()))
+                                        .with_port(i32::from(addr.port())),
+                                ])
+                                .with_topics(vec![
+                                    MetadataResponseTopic::default()
+                                        .with_name(Some(crate::client::name("t")))
+                                        .with_partitions(vec![
+                                            MetadataResponsePartition::default()
+                                                .with_partition_index(0)
+                                                .with_leader_id(BrokerId(1)),
+                                        ]),
+                                ])
+                                .encode(&mut body, version)
+                                .unwrap(),
+                            ApiKey::Produce => {
+                                let n = {
+                                    let mut seen = seen.lock().unwrap();
+                                    *seen += 1;
+                                    *seen
+                                };
+                                match script.get(n - 1).copied().unwrap_or(OnProduce::Answer(0)) {
+                                    OnProduce::Hang => return,
+                                    OnProduce::Answer(code) => ProduceResponse::default()
+                                        .with_responses(vec![
+                                            TopicProduceResponse::default()
+                                                .with_name(crate::client::name("t"))
+                                                .with_partition_responses(vec![
+                                                    PartitionProduceResponse::default()
+                                                        .with_index(0)
+                                                        .with_error_code(code)
+                                                        .with_base_offset(if code == 0 {
+                                                            0
+                                                        } else {
+                                                            -1
+                                                        }),
+                                                ]),
+                                        ])
+                                        .encode(&mut body, version)
+                                        .unwrap(),
+                                }
+                            }
+                            other => panic!("unexpected {other:?}"),
+                        }
+                        let mut head = BytesMut::new();
+                        ResponseHeader::default()
+                            .with_correlation_id(header.correlation_id)
+                            .encode(&mut head, key.response_header_version(version))
+                            .unwrap();
+                        let len = (head.len() + body.len()) as i32;
+                        s.write_all(&len.to_be_bytes()).await.unwrap();
+                        s.write_all(&head).await.unwrap();
+                        s.write_all(&body).await.unwrap();
+                    }
+                });
+            }
+        });
+        (addr.to_string(), produced)
+    }
+
+    fn records() -> Bytes {
+        let mut b =
+            crate::storage::record::BatchBuilder::new(2, crate::storage::record::Codec::None, 0)
+                .unwrap();
+        b.append(1, None, Some(b"v"), &[]).unwrap();
+        Bytes::from(b.build().unwrap())
+    }
+
+    // spec: PRD-8
+    #[tokio::test]
+    async fn a_refused_produce_is_retried_after_a_refresh() {
+        let (addr, produced) = fake_broker(vec![
+            OnProduce::Answer(NOT_LEADER_OR_FOLLOWER),
+            OnProduce::Answer(NOT_ENOUGH_REPLICAS),
+        ])
+        .await;
+        let mut r = Router::new(&addr, Duration::from_secs(10)).unwrap();
+        let base = r.produce("t", 0, records(), -1).await.unwrap();
+        assert_eq!(base, Some(0));
+        assert_eq!(*produced.lock().unwrap(), 3);
+    }
+
+    // spec: PRD-8
+    #[tokio::test]
+    async fn retries_stop_at_the_deadline_with_the_last_error() {
+        let (addr, produced) =
+            fake_broker(vec![OnProduce::Answer(NOT_LEADER_OR_FOLLOWER); 100]).await;
+        let mut r = Router::new(&addr, Duration::from_millis(500)).unwrap();
+        let err = r.produce("t", 0, records(), -1).await.unwrap_err();
+        assert!(
+            matches!(&err, ClientError::Timeout { last, .. } if last.code() == Some(NOT_LEADER_OR_FOLLOWER)),
+            "{err}"
+        );
+        // 100 ms, 200 ms, then 400 ms would pass the deadline.
+        assert!((2..=4).contains(&*produced.lock().unwrap()), "{err}");
+    }
+
+    // spec: PRD-8
+    #[tokio::test]
+    async fn other_errors_are_not_retried() {
+        // NOT_ENOUGH_REPLICAS_AFTER_APPEND: the records were written.
+        let (addr, produced) = fake_broker(vec![OnProduce::Answer(20)]).await;
+        let mut r = Router::new(&addr, Duration::from_secs(10)).unwrap();
+        let err = r.produce("t", 0, records(), -1).await.unwrap_err();
+        assert_eq!(err.code(), Some(20), "{err}");
+        assert_eq!(*produced.lock().unwrap(), 1);
+    }
+
+    // spec: PRD-9
+    #[tokio::test]
+    async fn a_produce_whose_answer_is_lost_is_reported_not_retried() {
+        let (addr, produced) = fake_broker(vec![OnProduce::Hang]).await;
+        let mut r = Router::new(&addr, Duration::from_secs(10)).unwrap();
+        let err = r.produce("t", 0, records(), -1).await.unwrap_err();
+        assert!(matches!(err, ClientError::Unacknowledged { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("t-0") && msg.contains("broker 1"), "{msg}");
+        assert_eq!(*produced.lock().unwrap(), 1, "sent once, never again");
+    }
+
+    // spec: PRD-8
+    #[tokio::test]
+    async fn an_unreachable_bootstrap_address_is_skipped() {
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead_addr = dead.local_addr().unwrap().to_string();
+        drop(dead);
+        let (addr, _) = fake_broker(Vec::new()).await;
+        let mut r = Router::new(&format!("{dead_addr},{addr}"), Duration::from_secs(10)).unwrap();
+        assert_eq!(r.partitions("t").await.unwrap(), 1);
+        assert_eq!(r.produce("t", 0, records(), 1).await.unwrap(), Some(0));
+    }
 
     #[test]
     fn bootstrap_lists_split_at_commas() {
