@@ -166,6 +166,23 @@ fn produce_through_one_broker_and_consume_through_another_reach_every_leader() {
     let dead = format!("127.0.0.1:{}", free_port());
     let list = format!("{dead},{}", c.node(b).bootstrap());
     assert_eq!(consume_all(&c, &list, topic), sorted(&lines));
+
+    // A group member fetches every assigned partition from its leader.
+    let out = run_with_timeout(
+        consume_cmd(&c, &c.node(b).bootstrap(), topic).args(["--group", "g1", "--from-beginning"]),
+        LIMIT,
+    );
+    assert!(
+        out.status.success(),
+        "gregor consume --group failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.logs()
+    );
+    assert_eq!(
+        sorted_lines(&out.stdout),
+        sorted(&lines),
+        "the group member's records"
+    );
 }
 
 fn perf_json(c: &Cluster, args: &[&str]) -> String {
