@@ -11,6 +11,7 @@ use gregor_core::consumer_protocol::Assignment;
 use super::tools::ConsumeArgs;
 use crate::client::Client;
 use crate::client::group::{GroupMember, MemberConfig};
+use crate::client::router::{DEFAULT_TIMEOUT, Router};
 use crate::storage::record::RecordIter;
 
 /// Bytes asked for per fetch.
@@ -59,7 +60,9 @@ pub enum GroupsCmd {
 
 /// Runs `gregor groups`.
 pub async fn groups(bootstrap: &str, cmd: GroupsCmd) -> anyhow::Result<()> {
-    let mut c = Client::connect(bootstrap).await?;
+    let mut c = Client::connect_any(bootstrap).await?;
+    // Log start and end offsets come from each partition's leader.
+    let mut r = Router::new(bootstrap, DEFAULT_TIMEOUT)?;
     let mut out = std::io::stdout().lock();
     match cmd {
         GroupsCmd::List => {
@@ -73,7 +76,7 @@ pub async fn groups(bootstrap: &str, cmd: GroupsCmd) -> anyhow::Result<()> {
                 )?;
             }
         }
-        GroupsCmd::Describe { group } => describe(&mut c, &group, &mut out).await?,
+        GroupsCmd::Describe { group } => describe(&mut c, &mut r, &group, &mut out).await?,
         GroupsCmd::ResetOffsets {
             group,
             topic,
@@ -88,7 +91,7 @@ pub async fn groups(bootstrap: &str, cmd: GroupsCmd) -> anyhow::Result<()> {
                 (_, _, Some(o)) => Target::Offset(o),
                 _ => bail!("choose one of --to-earliest, --to-latest or --to-offset N"),
             };
-            reset_offsets(&mut c, &group, &topic, target, execute, &mut out).await?;
+            reset_offsets(&mut c, &mut r, &group, &topic, target, execute, &mut out).await?;
         }
         GroupsCmd::Delete { group } => {
             c.delete_group(&group).await?;
@@ -101,7 +104,12 @@ pub async fn groups(bootstrap: &str, cmd: GroupsCmd) -> anyhow::Result<()> {
 /// spec: GRP-126 — state, protocol, every member with its client id, host
 /// and decoded assignment, then per partition the committed offset, the
 /// log end offset and the lag between them.
-async fn describe(c: &mut Client, group: &str, out: &mut impl Write) -> anyhow::Result<()> {
+async fn describe(
+    c: &mut Client,
+    r: &mut Router,
+    group: &str,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let g = c.describe_group(group).await?;
     writeln!(
         out,
@@ -145,7 +153,7 @@ async fn describe(c: &mut Client, group: &str, out: &mut impl Write) -> anyhow::
         "TOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG\tMEMBER"
     )?;
     for e in committed {
-        let end = c.list_offset(&e.tp.topic, e.tp.partition, -1).await?;
+        let end = r.list_offset(&e.tp.topic, e.tp.partition, -1).await?;
         let (current, lag) = if e.offset < 0 {
             ("-".to_owned(), "-".to_owned())
         } else {
@@ -176,6 +184,7 @@ enum Target {
 /// id only with `--execute`.
 async fn reset_offsets(
     c: &mut Client,
+    r: &mut Router,
     group: &str,
     topic: &str,
     target: Target,
@@ -190,11 +199,11 @@ async fn reset_offsets(
             g.members.len()
         );
     }
-    let n = c.partitions(topic).await?;
+    let n = r.partitions(topic).await?;
     let mut plan = Vec::with_capacity(n as usize);
     for p in 0..n {
-        let start = c.list_offset(topic, p, -2).await?;
-        let end = c.list_offset(topic, p, -1).await?;
+        let start = r.list_offset(topic, p, -2).await?;
+        let end = r.list_offset(topic, p, -1).await?;
         let to = match target {
             Target::Earliest => start,
             Target::Latest => end,
@@ -251,7 +260,7 @@ struct Positions {
 /// offset, else at the log start with `--from-beginning` or the log end
 /// without it.
 async fn positions(
-    c: &mut Client,
+    c: &mut Router,
     member: &mut GroupMember,
     topic: &str,
     from_beginning: bool,
@@ -301,7 +310,9 @@ pub async fn consume_group(bootstrap: &str, args: &ConsumeArgs) -> anyhow::Resul
         )
     })?;
     let topic = args.topic.as_str();
-    let mut c = Client::connect(bootstrap).await?;
+    // spec: PRD-7 — fetches and list-offsets go to each partition's leader;
+    // the group's requests go to its coordinator.
+    let mut c = Router::new(bootstrap, std::time::Duration::from_millis(args.timeout_ms))?;
     c.partitions(topic).await?;
     let config = MemberConfig::new(group, vec![topic.to_owned()], assignor);
     let mut member = GroupMember::join(bootstrap, config).await?;
@@ -337,6 +348,11 @@ pub async fn consume_group(bootstrap: &str, args: &ConsumeArgs) -> anyhow::Resul
         };
         let mut progressed = false;
         for f in fetched {
+            if f.retry {
+                // Its leader moved: not at the end, ask again.
+                progressed = true;
+                continue;
+            }
             let from = at.pos[&f.partition];
             if f.error_code == OFFSET_OUT_OF_RANGE {
                 let reset = c

@@ -36,7 +36,7 @@ pub enum Command {
     Broker(BrokerArgs),
     /// Create, list, describe or delete topics.
     Topics {
-        /// Broker address.
+        /// Broker addresses, comma-separated (any broker of the cluster).
         #[arg(long, short = 'b', global = true, default_value = tools::DEFAULT_BOOTSTRAP)]
         bootstrap_server: String,
         /// What to do.
@@ -45,7 +45,7 @@ pub enum Command {
     },
     /// Produce lines from stdin as records.
     Produce {
-        /// Broker address.
+        /// Broker addresses, comma-separated (any broker of the cluster).
         #[arg(long, short = 'b', global = true, default_value = tools::DEFAULT_BOOTSTRAP)]
         bootstrap_server: String,
         /// Options.
@@ -54,7 +54,7 @@ pub enum Command {
     },
     /// Print records of a topic, one per line.
     Consume {
-        /// Broker address.
+        /// Broker addresses, comma-separated (any broker of the cluster).
         #[arg(long, short = 'b', global = true, default_value = tools::DEFAULT_BOOTSTRAP)]
         bootstrap_server: String,
         /// Options.
@@ -63,7 +63,7 @@ pub enum Command {
     },
     /// List, describe, reset the offsets of, or delete consumer groups.
     Groups {
-        /// Broker address.
+        /// Broker addresses, comma-separated (any broker of the cluster).
         #[arg(long, short = 'b', global = true, default_value = tools::DEFAULT_BOOTSTRAP)]
         bootstrap_server: String,
         /// What to do.

@@ -11,7 +11,10 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
 
-use crate::client::{self, Client, ClientError};
+use std::sync::{Arc, Mutex};
+
+use crate::client::router::{self, Router, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::client::{self, ClientError, ProduceReceiver, ProduceSender};
 use crate::partition::now_ms;
 use crate::storage::record::{BatchBuilder, RecordIter};
 
@@ -38,8 +41,6 @@ fn codec(name: &str) -> anyhow::Result<Codec> {
 use super::tools::DEFAULT_BOOTSTRAP;
 use crate::storage::record::Codec;
 
-/// Kafka's UNKNOWN_TOPIC_OR_PARTITION.
-const UNKNOWN_TOPIC: i16 = 3;
 /// Bytes of framing a v2 record adds to its key and value (upper bound
 /// for small records: attributes, varint deltas and lengths).
 const RECORD_OVERHEAD: usize = 12;
@@ -59,7 +60,7 @@ pub enum PerfCmd {
 /// Arguments of `gregor perf produce`.
 #[derive(Debug, clap::Args)]
 pub struct ProduceArgs {
-    /// Broker address.
+    /// Broker addresses, comma-separated (any broker of the cluster).
     #[arg(long, short = 'b', default_value = DEFAULT_BOOTSTRAP)]
     pub bootstrap_server: String,
     /// Topic to produce to.
@@ -102,12 +103,16 @@ pub struct ProduceArgs {
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// How long metadata, connections and a batch refused because its
+    /// partition's leader moved are retried, in ms.
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
 }
 
 /// Arguments of `gregor perf consume`.
 #[derive(Debug, clap::Args)]
 pub struct ConsumeArgs {
-    /// Broker address.
+    /// Broker addresses, comma-separated (any broker of the cluster).
     #[arg(long, short = 'b', default_value = DEFAULT_BOOTSTRAP)]
     pub bootstrap_server: String,
     /// Topic to read.
@@ -129,7 +134,8 @@ pub struct ConsumeArgs {
     /// Partitions to read: `all` or a comma-separated list.
     #[arg(long, default_value = "all")]
     pub partitions: String,
-    /// Give up when no record arrives for this long, in ms.
+    /// Give up when no record arrives for this long, in ms (also how long
+    /// a partition whose leader moved or cannot be reached is retried).
     #[arg(long, default_value_t = 10_000)]
     pub timeout_ms: u64,
     /// Print a progress line every second even when stderr is not a terminal.
@@ -165,6 +171,8 @@ struct InFlight {
     correlation_id: Option<i32>,
     /// Creation instant of every record of the request.
     created: Vec<Instant>,
+    /// The partition and its record set, to send again if refused.
+    batch: (i32, Bytes),
 }
 
 /// What `gregor perf produce` measured.
@@ -241,26 +249,16 @@ impl Window {
 }
 
 /// Ensures the topic exists and returns its partition count.
-async fn ensure_topic(c: &mut Client, topic: &str, partitions: Option<i32>) -> anyhow::Result<i32> {
-    match c.partitions(topic).await {
+async fn ensure_topic(r: &mut Router, topic: &str, partitions: Option<i32>) -> anyhow::Result<i32> {
+    match r.partitions(topic).await {
         Ok(n) => Ok(n),
-        Err(ClientError::Kafka { code, .. }) if code == UNKNOWN_TOPIC => {
-            c.create_topic(topic, partitions.unwrap_or(-1), -1, &[])
+        Err(ClientError::Kafka { code, .. }) if code == UNKNOWN_TOPIC_OR_PARTITION => {
+            r.any()
+                .await?
+                .create_topic(topic, partitions.unwrap_or(-1), -1, &[])
                 .await
                 .with_context(|| format!("creating {topic}"))?;
-            let started = Instant::now();
-            loop {
-                match c.partitions(topic).await {
-                    Ok(n) if n > 0 => return Ok(n),
-                    Ok(_) | Err(ClientError::Kafka { .. })
-                        if started.elapsed() < Duration::from_secs(10) =>
-                    {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    Ok(_) => bail!("{topic} has no partitions"),
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            Ok(r.partitions(topic).await?)
         }
         Err(e) => Err(e.into()),
     }
@@ -279,6 +277,85 @@ fn payload(size: usize) -> Vec<u8> {
         .collect()
 }
 
+/// What the response readers of every broker share.
+#[derive(Debug)]
+struct Acked {
+    hist: Histogram<u64>,
+    records: u64,
+    window: Window,
+}
+
+/// The response reader of one broker's pipeline: matches responses to
+/// requests in order (spec: PRD-4) and records every record's latency.
+///
+/// A batch refused with a refresh-and-retry error (its partition's leader
+/// moved, spec: PRD-8) is sent again through a router, waiting for its
+/// answer; the responses behind it wait meanwhile. A broken connection
+/// ends the run (spec: PRD-9).
+async fn read_acks(
+    mut receiver: ProduceReceiver,
+    mut rx: mpsc::Receiver<InFlight>,
+    acked: Arc<Mutex<Acked>>,
+    show_progress: bool,
+    record_size: usize,
+    retry: (String, String, Duration, i16),
+) -> anyhow::Result<()> {
+    let (bootstrap, topic, timeout, acks) = retry;
+    let mut router: Option<Router> = None;
+    while let Some(f) = rx.recv().await {
+        if let Some(id) = f.correlation_id {
+            match receiver.recv(id).await {
+                Ok(_) => {}
+                Err(e)
+                    if e.code().is_some_and(|c| {
+                        router::retriable(c) || c == UNKNOWN_TOPIC_OR_PARTITION
+                    }) =>
+                {
+                    let r = match &mut router {
+                        Some(r) => r,
+                        None => router.insert(Router::new(&bootstrap, timeout)?),
+                    };
+                    let (p, records) = f.batch.clone();
+                    r.produce(&topic, p, records, acks).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let now = Instant::now();
+        let mut a = acked.lock().unwrap_or_else(|e| e.into_inner());
+        let a = &mut *a;
+        for t in &f.created {
+            // spec: PRD-6 — creation to acknowledgement.
+            let us = now.duration_since(*t).as_micros().max(1) as u64;
+            a.hist.saturating_record(us);
+            a.window.latency_us += us;
+        }
+        a.records += f.created.len() as u64;
+        a.window.records += f.created.len() as u64;
+        if show_progress && a.window.started.elapsed() >= Duration::from_secs(1) {
+            let w = &a.window;
+            let secs = w.started.elapsed().as_secs_f64();
+            eprintln!(
+                "{} records sent, {:.1} records/sec ({:.2} MB/sec), {:.1} ms avg latency.",
+                w.records,
+                w.records as f64 / secs,
+                mb(w.records * record_size as u64) / secs,
+                w.latency_us as f64 / w.records.max(1) as f64 / 1000.0
+            );
+            a.window = Window::new();
+        }
+    }
+    Ok(())
+}
+
+/// One leader broker's produce pipeline: the write half and the queue of
+/// requests awaiting their responses.
+#[derive(Debug)]
+struct Pipeline {
+    sender: ProduceSender,
+    tx: mpsc::Sender<InFlight>,
+}
+
 /// Runs `gregor perf produce` and returns its summary.
 pub async fn produce(args: &ProduceArgs) -> anyhow::Result<ProduceSummary> {
     let acks = parse_acks(&args.acks)?;
@@ -286,48 +363,60 @@ pub async fn produce(args: &ProduceArgs) -> anyhow::Result<ProduceSummary> {
     if args.max_in_flight == 0 {
         bail!("--max-in-flight must be at least 1");
     }
-    let mut c = Client::connect(&args.bootstrap_server).await?;
-    let partitions = ensure_topic(&mut c, &args.topic, args.partitions).await?;
+    let mut router = Router::new(
+        &args.bootstrap_server,
+        Duration::from_millis(args.timeout_ms),
+    )?;
+    let partitions = ensure_topic(&mut router, &args.topic, args.partitions).await?;
+    // spec: PRD-7 — partitions grouped by leader, one pipelined connection
+    // per leader broker.
+    let leaders = router.leaders(&args.topic).await?;
     let topic = client::name(&args.topic);
-    let (mut sender, mut receiver) = c.into_pipeline();
     let show_progress = args.progress || std::io::stderr().is_terminal();
     let record_size = args.record_size;
-
-    // The receiver runs beside the sender: it matches responses to
-    // requests in order (spec: PRD-4) and records every record's latency.
-    let (tx, mut rx) = mpsc::channel::<InFlight>(args.max_in_flight);
-    let receiver_task = tokio::spawn(async move {
-        let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
-            .map_err(|e| anyhow::anyhow!("histogram: {e}"))?;
-        let mut records = 0u64;
-        let mut window = Window::new();
-        while let Some(f) = rx.recv().await {
-            if let Some(id) = f.correlation_id {
-                receiver.recv(id).await?;
+    let acked = Arc::new(Mutex::new(Acked {
+        hist: Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+            .map_err(|e| anyhow::anyhow!("histogram: {e}"))?,
+        records: 0,
+        window: Window::new(),
+    }));
+    // Pipeline index of each partition (by partition number).
+    let mut route = vec![0usize; partitions.max(0) as usize];
+    let mut pipelines: Vec<Pipeline> = Vec::new();
+    let mut broker_of: BTreeMap<i32, usize> = BTreeMap::new();
+    let mut readers = Vec::new();
+    for (&p, l) in &leaders {
+        let i = match broker_of.get(&l.broker) {
+            Some(&i) => i,
+            None => {
+                let conn = router
+                    .take_broker(l.broker)
+                    .await
+                    .with_context(|| format!("connecting to broker {}", l.broker))?;
+                let (sender, receiver) = conn.into_pipeline();
+                let (tx, rx) = mpsc::channel::<InFlight>(args.max_in_flight);
+                readers.push(tokio::spawn(read_acks(
+                    receiver,
+                    rx,
+                    acked.clone(),
+                    show_progress,
+                    record_size,
+                    (
+                        args.bootstrap_server.clone(),
+                        args.topic.clone(),
+                        Duration::from_millis(args.timeout_ms),
+                        acks,
+                    ),
+                )));
+                pipelines.push(Pipeline { sender, tx });
+                broker_of.insert(l.broker, pipelines.len() - 1);
+                pipelines.len() - 1
             }
-            let now = Instant::now();
-            for t in &f.created {
-                // spec: PRD-6 — creation to acknowledgement.
-                let us = now.duration_since(*t).as_micros().max(1) as u64;
-                hist.saturating_record(us);
-                window.latency_us += us;
-            }
-            records += f.created.len() as u64;
-            window.records += f.created.len() as u64;
-            if show_progress && window.started.elapsed() >= Duration::from_secs(1) {
-                let secs = window.started.elapsed().as_secs_f64();
-                eprintln!(
-                    "{} records sent, {:.1} records/sec ({:.2} MB/sec), {:.1} ms avg latency.",
-                    window.records,
-                    window.records as f64 / secs,
-                    mb(window.records * record_size as u64) / secs,
-                    window.latency_us as f64 / window.records.max(1) as f64 / 1000.0
-                );
-                window = Window::new();
-            }
+        };
+        if let Some(slot) = usize::try_from(p).ok().and_then(|p| route.get_mut(p)) {
+            *slot = i;
         }
-        anyhow::Ok((records, hist))
-    });
+    }
 
     let value = payload(args.record_size);
     let linger = Duration::from_millis(args.linger_ms);
@@ -346,13 +435,18 @@ pub async fn produce(args: &ProduceArgs) -> anyhow::Result<ProduceSummary> {
                -> anyhow::Result<()> {
             let (b, _, created, _) = batch;
             let bytes = Bytes::from(b.build()?);
-            let id = sender.send(&topic, vec![(p, bytes)], acks).await?;
+            let pipe = &mut pipelines[route[p as usize]];
+            let id = pipe
+                .sender
+                .send(&topic, vec![(p, bytes.clone())], acks)
+                .await?;
             requests += 1;
             let f = InFlight {
                 correlation_id: (acks != 0).then_some(id),
                 created,
+                batch: (p, bytes),
             };
-            if tx.send(f).await.is_err() {
+            if pipe.tx.send(f).await.is_err() {
                 bail!("the response reader stopped");
             }
             Ok(())
@@ -432,10 +526,15 @@ pub async fn produce(args: &ProduceArgs) -> anyhow::Result<ProduceSummary> {
         anyhow::Ok(())
     };
     let sent_result = sent.await;
-    drop(tx);
-    let (records, hist) = receiver_task.await.context("response reader")??;
+    drop(pipelines);
+    // A reader's error (the broker's answer) explains a failed send.
+    for reader in readers {
+        reader.await.context("response reader")??;
+    }
     sent_result?;
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    let a = acked.lock().unwrap_or_else(|e| e.into_inner());
+    let (records, hist) = (a.records, &a.hist);
     let ms = |us: u64| us as f64 / 1000.0;
     let bytes = records * args.record_size as u64;
     Ok(ProduceSummary {
@@ -554,7 +653,11 @@ fn count_records(buf: &[u8], from: i64) -> anyhow::Result<(u64, u64, i64)> {
 
 /// Runs `gregor perf consume` and returns its summary.
 pub async fn consume(args: &ConsumeArgs) -> anyhow::Result<ConsumeSummary> {
-    let mut c = Client::connect(&args.bootstrap_server).await?;
+    // spec: PRD-7 — offsets and records come from each partition's leader.
+    let mut c = Router::new(
+        &args.bootstrap_server,
+        Duration::from_millis(args.timeout_ms),
+    )?;
     let count = c.partitions(&args.topic).await?;
     let chosen: Vec<i32> = if args.partitions == "all" {
         (0..count).collect()
@@ -597,7 +700,13 @@ pub async fn consume(args: &ConsumeArgs) -> anyhow::Result<ConsumeSummary> {
         };
     while !done(records, &pos, &end) {
         positions.clear();
-        positions.extend(pos.iter().map(|(&p, &o)| (p, o)));
+        // Without --num-records a partition at its end is done: asking its
+        // leader again would only wait out the fetch's max wait.
+        positions.extend(
+            pos.iter()
+                .filter(|(p, o)| args.num_records.is_some() || **o < end[*p])
+                .map(|(&p, &o)| (p, o)),
+        );
         let wait = 100;
         let fetched = c
             .fetch_partitions(

@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use gregor_core::partitioner::{RoundRobin, Sticky, partition_for_key};
 
 use crate::client::Client;
+use crate::client::router::Router;
 use crate::partition::now_ms;
 use crate::storage::record::{BatchBuilder, Codec, RecordIter};
 
@@ -62,7 +64,7 @@ pub async fn topics(bootstrap: &str, cmd: TopicsCmd) -> anyhow::Result<()> {
     if let TopicsCmd::Reassign(args) = cmd {
         return super::topics::reassign(args).await;
     }
-    let mut c = Client::connect(bootstrap).await?;
+    let mut c = Client::connect_any(bootstrap).await?;
     let mut out = std::io::stdout().lock();
     match cmd {
         TopicsCmd::Create {
@@ -160,6 +162,10 @@ pub struct ProduceArgs {
     /// none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     pub compression: String,
+    /// How long a batch is retried while its partition's leader moves or
+    /// cannot be reached, in ms (like Kafka's delivery.timeout.ms).
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
 }
 
 fn codec(name: &str) -> anyhow::Result<Codec> {
@@ -182,7 +188,8 @@ pub async fn produce(bootstrap: &str, args: ProduceArgs) -> anyhow::Result<()> {
         other => bail!("--acks {other}: expected 0, 1 or all"),
     };
     let codec = codec(&args.compression)?;
-    let mut c = Client::connect(bootstrap).await?;
+    // spec: PRD-7 — every batch goes to its partition's leader.
+    let mut c = Router::new(bootstrap, Duration::from_millis(args.timeout_ms))?;
     let partitions = c.partitions(&args.topic).await?;
     if let Some(p) = args.partition
         && !(0..partitions).contains(&p)
@@ -240,7 +247,7 @@ pub async fn produce(bootstrap: &str, args: ProduceArgs) -> anyhow::Result<()> {
 }
 
 async fn send(
-    c: &mut Client,
+    c: &mut Router,
     topic: &str,
     partition: i32,
     b: &BatchBuilder,
@@ -295,6 +302,10 @@ pub struct ConsumeArgs {
     /// The group's assignor when this member leads: range, roundrobin or sticky.
     #[arg(long, default_value = "range", requires = "group")]
     pub assignor: String,
+    /// How long a read is retried while its partition's leader moves or
+    /// cannot be reached, in ms.
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
 }
 
 /// Runs `gregor consume`: prints one record per line.
@@ -302,7 +313,8 @@ pub async fn consume(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
     if args.group.is_some() {
         return super::groups::consume_group(bootstrap, &args).await;
     }
-    let mut c = Client::connect(bootstrap).await?;
+    // spec: PRD-7 — offsets and records come from each partition's leader.
+    let mut c = Router::new(bootstrap, Duration::from_millis(args.timeout_ms))?;
     let partitions = c.partitions(&args.topic).await?;
     let chosen: Vec<i32> = match args.partition {
         Some(p) if (0..partitions).contains(&p) => vec![p],

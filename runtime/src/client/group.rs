@@ -275,7 +275,7 @@ impl GroupMember {
     /// Finds the coordinator through `bootstrap` and joins the group; on
     /// return the member holds an assignment of the current generation.
     pub async fn join(bootstrap: &str, config: MemberConfig) -> Result<Self, ClientError> {
-        let mut boot = Client::connect(bootstrap).await?;
+        let mut boot = Client::connect_any(bootstrap).await?;
         let addr = boot.find_coordinator(&config.group).await?;
         let coordinator = Client::connect(&addr).await?;
         let mut m = Self {

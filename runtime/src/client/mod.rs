@@ -4,9 +4,11 @@
 //! the broker's ApiVersions table on connect.
 //!
 //! Record routing follows `spec/client.md` (PRD-1 … PRD-3) through
-//! `gregor_core::partitioner`.
+//! `gregor_core::partitioner`; [`router::Router`] sends each partition's
+//! requests to its leader (PRD-7 … PRD-9).
 
 pub mod group;
+pub mod router;
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -66,6 +68,40 @@ pub enum ClientError {
         /// The broker's message, when it sent one.
         message: Option<String>,
     },
+    /// A produce request went out but its answer never came back: the
+    /// records may or may not have been written, so it is not retried
+    /// (spec: PRD-9).
+    #[error(
+        "{what}: the connection broke after the request was sent, so the records \
+         may or may not have been written (not retried): {source}"
+    )]
+    Unacknowledged {
+        /// The request, naming the partition and the broker.
+        what: String,
+        /// How the connection broke.
+        source: Box<ClientError>,
+    },
+    /// Retries ran out of time (spec: PRD-8).
+    #[error("{what}: gave up after {after_ms} ms of retries; last error: {last}")]
+    Timeout {
+        /// What was being done.
+        what: String,
+        /// How long it was retried.
+        after_ms: u128,
+        /// The last failure.
+        last: Box<ClientError>,
+    },
+}
+
+impl ClientError {
+    /// The Kafka error code, when the broker answered with one.
+    #[must_use]
+    pub fn code(&self) -> Option<i16> {
+        match self {
+            Self::Kafka { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
 }
 
 fn kafka_error(what: impl Into<String>, code: i16, message: Option<&StrBytes>) -> ClientError {
@@ -78,7 +114,7 @@ fn kafka_error(what: impl Into<String>, code: i16, message: Option<&StrBytes>) -
 
 /// Versions the client speaks.
 const METADATA_V: i16 = 12;
-const PRODUCE_V: i16 = 9;
+pub(crate) const PRODUCE_V: i16 = 9;
 const FETCH_V: i16 = 12;
 const LIST_OFFSETS_V: i16 = 7;
 const CREATE_TOPICS_V: i16 = 5;
@@ -134,12 +170,37 @@ impl Client {
         Ok(c)
     }
 
+    /// Connects to the first address of a comma-separated bootstrap list
+    /// that answers.
+    pub async fn connect_any(bootstrap: &str) -> Result<Self, ClientError> {
+        let mut last = None;
+        for addr in router::parse_bootstrap(bootstrap)? {
+            match Self::connect(&addr).await {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Protocol("empty bootstrap list".into())))
+    }
+
     /// Sends one request and reads its response.
     pub async fn call<R: Request>(
         &mut self,
         version: i16,
         req: &R,
     ) -> Result<R::Response, ClientError> {
+        let id = self.send_request(version, req).await?;
+        self.recv_response::<R>(version, id).await
+    }
+
+    /// Writes one request without reading its response; returns its
+    /// correlation id. An error means the frame was not written whole, so
+    /// the broker cannot have acted on it.
+    pub async fn send_request<R: Request>(
+        &mut self,
+        version: i16,
+        req: &R,
+    ) -> Result<i32, ClientError> {
         self.correlation_id = self.correlation_id.wrapping_add(1);
         let header = RequestHeader::default()
             .with_request_api_key(R::KEY)
@@ -156,7 +217,16 @@ impl Client {
         frame.extend_from_slice(&(body.len() as i32).to_be_bytes());
         frame.extend_from_slice(&body);
         self.stream.write_all(&frame).await?;
-        read_response::<R, _>(&mut self.stream, version, self.correlation_id).await
+        Ok(self.correlation_id)
+    }
+
+    /// Reads the response to the request sent as `correlation_id`.
+    pub async fn recv_response<R: Request>(
+        &mut self,
+        version: i16,
+        correlation_id: i32,
+    ) -> Result<R::Response, ClientError> {
+        read_response::<R, _>(&mut self.stream, version, correlation_id).await
     }
 
     /// Splits the connection into a produce sender and a response receiver
@@ -267,52 +337,14 @@ impl Client {
         records: Bytes,
         acks: i16,
     ) -> Result<Option<i64>, ClientError> {
-        let req = ProduceRequest::default()
-            .with_acks(acks)
-            .with_timeout_ms(30_000)
-            .with_topic_data(vec![
-                TopicProduceData::default()
-                    .with_name(name(topic))
-                    .with_partition_data(vec![
-                        PartitionProduceData::default()
-                            .with_index(partition)
-                            .with_records(Some(records)),
-                    ]),
-            ]);
+        let req = produce_request(topic, partition, records, acks);
+        // With acks=0 no response comes back: send the frame only.
+        let id = self.send_request(PRODUCE_V, &req).await?;
         if acks == 0 {
-            // No response comes back: send the frame only.
-            self.correlation_id = self.correlation_id.wrapping_add(1);
-            let header = RequestHeader::default()
-                .with_request_api_key(ProduceRequest::KEY)
-                .with_request_api_version(PRODUCE_V)
-                .with_correlation_id(self.correlation_id)
-                .with_client_id(Some(self.client_id.clone()));
-            let mut body = BytesMut::new();
-            let proto = |e: anyhow::Error| ClientError::Protocol(e.to_string());
-            header
-                .encode(&mut body, ProduceRequest::header_version(PRODUCE_V))
-                .map_err(proto)?;
-            req.encode(&mut body, PRODUCE_V).map_err(proto)?;
-            self.stream
-                .write_all(&(body.len() as i32).to_be_bytes())
-                .await?;
-            self.stream.write_all(&body).await?;
             return Ok(None);
         }
-        let resp = self.call(PRODUCE_V, &req).await?;
-        let p = resp
-            .responses
-            .first()
-            .and_then(|t| t.partition_responses.first())
-            .ok_or_else(|| ClientError::Protocol("empty Produce response".into()))?;
-        if p.error_code != 0 {
-            return Err(kafka_error(
-                format!("produce to {topic}-{partition}"),
-                p.error_code,
-                p.error_message.as_ref(),
-            ));
-        }
-        Ok(Some(p.base_offset))
+        let resp = self.recv_response::<ProduceRequest>(PRODUCE_V, id).await?;
+        produce_result(&resp, topic, partition).map(Some)
     }
 
     /// Fetches from several partitions of `topic` in one request, each from
@@ -321,6 +353,27 @@ impl Client {
         &mut self,
         topic: &str,
         positions: &[(i32, i64)],
+        max_wait_ms: i32,
+        max_bytes: i32,
+        partition_max_bytes: i32,
+    ) -> Result<Vec<FetchedPartition>, ClientError> {
+        let positions: Vec<(i32, i64, i32)> = positions.iter().map(|&(p, o)| (p, o, -1)).collect();
+        self.fetch_partitions_at(
+            topic,
+            &positions,
+            max_wait_ms,
+            max_bytes,
+            partition_max_bytes,
+        )
+        .await
+    }
+
+    /// Like [`Client::fetch_partitions`] with each partition's
+    /// (partition, offset, current leader epoch; -1: unchecked).
+    pub async fn fetch_partitions_at(
+        &mut self,
+        topic: &str,
+        positions: &[(i32, i64, i32)],
         max_wait_ms: i32,
         max_bytes: i32,
         partition_max_bytes: i32,
@@ -336,9 +389,10 @@ impl Client {
                     .with_partitions(
                         positions
                             .iter()
-                            .map(|&(p, offset)| {
+                            .map(|&(p, offset, epoch)| {
                                 FetchPartition::default()
                                     .with_partition(p)
+                                    .with_current_leader_epoch(epoch)
                                     .with_fetch_offset(offset)
                                     .with_partition_max_bytes(partition_max_bytes)
                             })
@@ -358,6 +412,7 @@ impl Client {
                 error_code: p.error_code,
                 high_watermark: p.high_watermark,
                 records: p.records.unwrap_or_default(),
+                retry: false,
             })
             .collect())
     }
@@ -368,6 +423,21 @@ impl Client {
         topic: &str,
         partition: i32,
         offset: i64,
+        max_wait_ms: i32,
+        max_bytes: i32,
+    ) -> Result<(i64, Bytes), ClientError> {
+        self.fetch_at(topic, partition, offset, -1, max_wait_ms, max_bytes)
+            .await
+    }
+
+    /// Like [`Client::fetch`], checking the partition's current leader
+    /// epoch (-1: unchecked).
+    pub async fn fetch_at(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        leader_epoch: i32,
         max_wait_ms: i32,
         max_bytes: i32,
     ) -> Result<(i64, Bytes), ClientError> {
@@ -382,6 +452,7 @@ impl Client {
                     .with_partitions(vec![
                         FetchPartition::default()
                             .with_partition(partition)
+                            .with_current_leader_epoch(leader_epoch)
                             .with_fetch_offset(offset)
                             .with_partition_max_bytes(max_bytes),
                     ]),
@@ -410,6 +481,18 @@ impl Client {
         partition: i32,
         timestamp: i64,
     ) -> Result<i64, ClientError> {
+        self.list_offset_at(topic, partition, -1, timestamp).await
+    }
+
+    /// Like [`Client::list_offset`], checking the partition's current
+    /// leader epoch (-1: unchecked).
+    pub async fn list_offset_at(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        timestamp: i64,
+    ) -> Result<i64, ClientError> {
         let req = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_topics(vec![
@@ -418,6 +501,7 @@ impl Client {
                     .with_partitions(vec![
                         ListOffsetsPartition::default()
                             .with_partition_index(partition)
+                            .with_current_leader_epoch(leader_epoch)
                             .with_timestamp(timestamp),
                     ]),
             ]);
@@ -436,6 +520,48 @@ impl Client {
         }
         Ok(p.offset)
     }
+}
+
+/// A Produce request for one record set of one partition.
+pub(crate) fn produce_request(
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    acks: i16,
+) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(records)),
+                ]),
+        ])
+}
+
+/// The base offset of a one-partition Produce response, or its error.
+pub(crate) fn produce_result(
+    resp: &kafka_protocol::messages::ProduceResponse,
+    topic: &str,
+    partition: i32,
+) -> Result<i64, ClientError> {
+    let p = resp
+        .responses
+        .first()
+        .and_then(|t| t.partition_responses.first())
+        .ok_or_else(|| ClientError::Protocol("empty Produce response".into()))?;
+    if p.error_code != 0 {
+        return Err(kafka_error(
+            format!("produce to {topic}-{partition}"),
+            p.error_code,
+            p.error_message.as_ref(),
+        ));
+    }
+    Ok(p.base_offset)
 }
 
 /// Reads one response frame for `correlation_id` and decodes it as `R`'s
@@ -484,6 +610,9 @@ pub struct FetchedPartition {
     pub high_watermark: i64,
     /// Record batches as stored.
     pub records: Bytes,
+    /// Nothing fetched because the partition's leader moved or could not
+    /// be reached: ask again (spec: PRD-8).
+    pub retry: bool,
 }
 
 /// The write half of a pipelined producer connection
