@@ -150,6 +150,40 @@ fn topics_produce_and_consume_commands() {
     assert_eq!(ok(cli(port, &["topics", "list"], None)), "cli\n");
     let described = ok(cli(port, &["topics", "describe", "cli"], None));
     assert!(described.contains("PartitionCount: 3"), "{described}");
+    // spec: PRO-27 — overrides shown and changed while the broker runs.
+    assert_eq!(
+        ok(cli(port, &["topics", "configs", "cli"], None)),
+        "retention.ms=600000\n"
+    );
+    ok(cli(
+        port,
+        &[
+            "topics",
+            "alter",
+            "cli",
+            "--config",
+            "segment.bytes=100000",
+            "--delete-config",
+            "retention.ms",
+        ],
+        None,
+    ));
+    assert_eq!(
+        ok(cli(port, &["topics", "configs", "cli"], None)),
+        "segment.bytes=100000\n"
+    );
+    let all = ok(cli(port, &["topics", "configs", "cli", "--all"], None));
+    assert!(all.contains("retention.ms=604800000\t(default)"), "{all}");
+    let bad = cli(
+        port,
+        &["topics", "alter", "cli", "--config", "segment.bytez=1"],
+        None,
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("segment.bytez"),
+        "the error names the key"
+    );
 
     let lines: String = (0..300).map(|i| format!("key{i}:value{i}\n")).collect();
     ok(cli(

@@ -1,7 +1,7 @@
 //! `gregor produce`, `gregor consume` and `gregor perf` against a
 //! three-broker ZooKeeper cluster through a single bootstrap broker: every
 //! request reaches its partition's leader, also after the leader of a
-//! partition is killed (spec: PRD-7, PRD-8). The tests of this file run
+//! partition is killed (spec: E2E-30, PRD-7, PRD-8). The tests of this file run
 //! one at a time (the cluster harness serialises them).
 
 use std::collections::{BTreeMap, BTreeSet};

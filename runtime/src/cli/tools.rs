@@ -50,6 +50,25 @@ pub enum TopicsCmd {
         /// Topics to describe.
         topics: Vec<String>,
     },
+    /// Change a topic's configs while it runs (IncrementalAlterConfigs).
+    Alter {
+        /// Topic name.
+        topic: String,
+        /// Set a topic config, repeatable: --config retention.ms=60000.
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+        /// Remove an override (back to the broker default), repeatable.
+        #[arg(long = "delete-config", value_name = "KEY")]
+        delete: Vec<String>,
+    },
+    /// Show a topic's configs: its overrides, or every key with --all.
+    Configs {
+        /// Topic name.
+        topic: String,
+        /// Every topic-level key with its effective value.
+        #[arg(long)]
+        all: bool,
+    },
     /// Delete a topic and its data.
     Delete {
         /// Topic name.
@@ -73,14 +92,7 @@ pub async fn topics(bootstrap: &str, cmd: TopicsCmd) -> anyhow::Result<()> {
             replication_factor,
             configs,
         } => {
-            let configs = configs
-                .iter()
-                .map(|kv| {
-                    kv.split_once('=')
-                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                        .with_context(|| format!("--config {kv}: expected KEY=VALUE"))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let configs = key_values(&configs)?;
             c.create_topic(&topic, partitions, replication_factor, &configs)
                 .await?;
             writeln!(out, "Created topic {topic}.")?;
@@ -136,6 +148,27 @@ pub async fn topics(bootstrap: &str, cmd: TopicsCmd) -> anyhow::Result<()> {
                 }
             }
         }
+        TopicsCmd::Alter {
+            topic,
+            configs,
+            delete,
+        } => {
+            if configs.is_empty() && delete.is_empty() {
+                bail!("nothing to change: give --config KEY=VALUE or --delete-config KEY");
+            }
+            c.alter_topic_configs(&topic, &key_values(&configs)?, &delete)
+                .await?;
+            writeln!(out, "Altered configs of topic {topic}.")?;
+        }
+        TopicsCmd::Configs { topic, all } => {
+            for (k, v, overridden) in c.topic_configs(&topic).await? {
+                if all || overridden {
+                    let v = v.unwrap_or_default();
+                    let mark = if overridden { "" } else { "\t(default)" };
+                    writeln!(out, "{k}={v}{mark}")?;
+                }
+            }
+        }
         TopicsCmd::Delete { topic } => {
             c.delete_topic(&topic).await?;
             writeln!(out, "Deleted topic {topic}.")?;
@@ -143,6 +176,17 @@ pub async fn topics(bootstrap: &str, cmd: TopicsCmd) -> anyhow::Result<()> {
         TopicsCmd::Reassign(args) => super::topics::reassign(args).await?,
     }
     Ok(())
+}
+
+/// Parses `KEY=VALUE` arguments.
+fn key_values(kvs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    kvs.iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .with_context(|| format!("--config {kv}: expected KEY=VALUE"))
+        })
+        .collect()
 }
 
 /// Arguments of `gregor produce`.

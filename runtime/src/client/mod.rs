@@ -328,6 +328,92 @@ impl Client {
         }
     }
 
+    /// Changes a topic's config overrides with IncrementalAlterConfigs v1:
+    /// `set` keys get their values, `delete` keys go back to the default
+    /// (spec: PRO-27).
+    pub async fn alter_topic_configs(
+        &mut self,
+        topic: &str,
+        set: &[(String, String)],
+        delete: &[String],
+    ) -> Result<(), ClientError> {
+        use kafka_protocol::messages::IncrementalAlterConfigsRequest;
+        use kafka_protocol::messages::incremental_alter_configs_request::{
+            AlterConfigsResource, AlterableConfig,
+        };
+        let mut configs: Vec<AlterableConfig> = set
+            .iter()
+            .map(|(k, v)| {
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_string(k.clone()))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_string(v.clone())))
+            })
+            .collect();
+        configs.extend(delete.iter().map(|k| {
+            AlterableConfig::default()
+                .with_name(StrBytes::from_string(k.clone()))
+                .with_config_operation(1)
+                .with_value(None)
+        }));
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                .with_configs(configs),
+        ]);
+        let resp = self.call(1, &req).await?;
+        match resp.responses.first() {
+            Some(r) if r.error_code == 0 => Ok(()),
+            Some(r) => Err(kafka_error(
+                format!("alter configs of {topic}"),
+                r.error_code,
+                r.error_message.as_ref(),
+            )),
+            None => Err(ClientError::Protocol(
+                "empty IncrementalAlterConfigs response".into(),
+            )),
+        }
+    }
+
+    /// A topic's configs with DescribeConfigs v4: (name, value, whether it
+    /// is a topic override).
+    pub async fn topic_configs(
+        &mut self,
+        topic: &str,
+    ) -> Result<Vec<(String, Option<String>, bool)>, ClientError> {
+        use kafka_protocol::messages::DescribeConfigsRequest;
+        use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                .with_configuration_keys(None),
+        ]);
+        let resp = self.call(4, &req).await?;
+        match resp.results.first() {
+            Some(r) if r.error_code == 0 => Ok(r
+                .configs
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.to_string(),
+                        c.value.as_ref().map(ToString::to_string),
+                        c.config_source == 1,
+                    )
+                })
+                .collect()),
+            Some(r) => Err(kafka_error(
+                format!("describe configs of {topic}"),
+                r.error_code,
+                r.error_message.as_ref(),
+            )),
+            None => Err(ClientError::Protocol(
+                "empty DescribeConfigs response".into(),
+            )),
+        }
+    }
+
     /// Produces one record set to a partition; returns its base offset
     /// (`None` for acks=0).
     pub async fn produce(
