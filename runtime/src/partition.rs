@@ -340,6 +340,15 @@ pub struct Partitions {
     topic_ids: Mutex<HashMap<TopicPartition, String>>,
 }
 
+/// Why [`Partitions::check_cluster_id`] refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterIdCheck {
+    /// The log directories belong to the cluster with this id.
+    Other(String),
+    /// `meta.properties` could not be read or written.
+    Unreadable(String),
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -495,6 +504,25 @@ impl Partitions {
                     }
                 }
             }
+        }
+    }
+
+    /// spec: CLU-37 — checks the cluster id read from ZooKeeper against the
+    /// one the log directories record, and records it where missing.
+    pub fn check_cluster_id(&self, cluster_id: &str) -> Result<(), ClusterIdCheck> {
+        let guard = self.lock();
+        let Some(mgr) = guard.mgr.as_ref() else {
+            return Ok(());
+        };
+        match mgr
+            .cluster_id()
+            .map_err(|e| ClusterIdCheck::Unreadable(e.to_string()))?
+        {
+            Some(stored) if stored != cluster_id => Err(ClusterIdCheck::Other(stored)),
+            Some(_) => Ok(()),
+            None => mgr
+                .record_cluster_id(cluster_id)
+                .map_err(|e| ClusterIdCheck::Unreadable(e.to_string())),
         }
     }
 

@@ -79,7 +79,7 @@ fn sigterm_exits_zero_and_marks_a_clean_shutdown() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("binding the listener"), "{err}");
+    assert!(err.contains("starting the broker"), "{err}");
     assert!(
         err.contains(&taken.local_addr().unwrap().to_string()),
         "the error names the address: {err}"

@@ -963,3 +963,40 @@ async fn logs_of_topics_deleted_or_recreated_while_a_broker_was_away_are_set_asi
     b1.stop().await;
     b0.stop().await;
 }
+
+// spec: CLU-37
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_directories_refuse_to_join_another_cluster() {
+    let zk = ZkServer::start().await;
+    let home = format!("{}/home", zk.connect());
+    let b = ZkBroker::start(0, &home, &[]).await;
+    let (data, _) = zk
+        .client("/home")
+        .await
+        .get_data("/cluster/id")
+        .await
+        .unwrap();
+    let id: serde_json::Value = serde_json::from_slice(&data).unwrap();
+    let id = id["id"].as_str().unwrap().to_owned();
+    let meta = std::fs::read_to_string(b.dir.path().join("meta.properties")).unwrap();
+    assert!(meta.contains(&format!("cluster.id={id}")), "{meta}");
+    let dir = b.stop_keeping_dir().await;
+    // The same log directory pointed at another chroot: another cluster.
+    let elsewhere = format!("{}/elsewhere", zk.connect());
+    let (err, dir) = match ZkBroker::try_start_in(0, &elsewhere, dir).await {
+        Ok(_) => panic!("a broker joined another cluster with its logs"),
+        Err(e) => e,
+    };
+    assert!(err.contains("wrong cluster"), "{err}");
+    assert!(err.contains(&id), "the error names the recorded id: {err}");
+    let registered = zk
+        .client("/elsewhere")
+        .await
+        .list_children("/brokers/ids")
+        .await
+        .unwrap_or_default();
+    assert!(registered.is_empty(), "registered anyway: {registered:?}");
+    // Back at the right address it starts.
+    let b = ZkBroker::start_in(0, &home, &[], dir).await;
+    b.stop().await;
+}

@@ -146,7 +146,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
                 // the next start needs no recovery (spec: PRO-30).
                 let b = broker.clone();
                 let _ = tokio::task::spawn_blocking(move || b.shutdown()).await;
-                return Err(anyhow::Error::new(e).context("binding the listener"));
+                return Err(anyhow::Error::new(e).context("starting the broker"));
             }
         };
         tracing::info!(

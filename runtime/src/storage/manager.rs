@@ -108,6 +108,32 @@ fn lock_dir(path: &Path) -> Result<File, StorageError> {
     }
 }
 
+/// The `cluster.id` recorded in a log directory's `meta.properties`.
+fn meta_cluster_id(dir: &Path) -> Option<String> {
+    let text = fs::read_to_string(dir.join(META_PROPERTIES)).ok()?;
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == "cluster.id")
+            .then(|| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    })
+}
+
+/// Rewrites `meta.properties` with `cluster.id` added, durably.
+fn write_meta_cluster_id(dir: &Path, broker_id: i32, cluster_id: &str) -> Result<(), StorageError> {
+    let path = dir.join(META_PROPERTIES);
+    let body = format!(
+        "#\n# Written by the Gregor broker\nversion=0\nbroker.id={broker_id}\ncluster.id={cluster_id}\n"
+    );
+    let tmp = dir.join(format!("{META_PROPERTIES}.tmp"));
+    fs::write(&tmp, body).map_err(StorageError::io("write", &tmp))?;
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(StorageError::io("fsync", &tmp))?;
+    fs::rename(&tmp, &path).map_err(StorageError::io("rename", &path))?;
+    checkpoint::sync_dir(dir).map_err(StorageError::io("fsync", dir))
+}
+
 /// Checks or writes `meta.properties` (spec: STO-74).
 fn check_meta_properties(dir: &Path, broker_id: i32) -> Result<(), StorageError> {
     let path = dir.join(META_PROPERTIES);
@@ -259,6 +285,42 @@ impl LogManager {
                 self.high_watermarks.insert(tp.clone(), hw);
             }
             self.logs.insert(tp, Managed { dir: i, log });
+        }
+        Ok(())
+    }
+
+    /// The cluster these log directories belong to, as recorded in their
+    /// `meta.properties` (spec: CLU-37): `Ok(None)` when none records one,
+    /// an error when two directories disagree.
+    pub fn cluster_id(&self) -> Result<Option<String>, StorageError> {
+        let mut found: Option<(String, &Path)> = None;
+        for d in &self.dirs {
+            if let Some(id) = meta_cluster_id(&d.path) {
+                match &found {
+                    Some((other, at)) if *other != id => {
+                        return Err(StorageError::MetaProperties {
+                            path: d.path.join(META_PROPERTIES),
+                            reason: format!(
+                                "cluster.id {id} differs from cluster.id {other} in {}",
+                                at.display()
+                            ),
+                        });
+                    }
+                    Some(_) => {}
+                    None => found = Some((id, &d.path)),
+                }
+            }
+        }
+        Ok(found.map(|(id, _)| id))
+    }
+
+    /// Records `cluster_id` in every log directory's `meta.properties`
+    /// that lacks it.
+    pub fn record_cluster_id(&self, cluster_id: &str) -> Result<(), StorageError> {
+        for d in &self.dirs {
+            if meta_cluster_id(&d.path).is_none() {
+                write_meta_cluster_id(&d.path, self.broker_id, cluster_id)?;
+            }
         }
         Ok(())
     }

@@ -193,6 +193,45 @@ impl ZkBroker {
         Self::start_full(id, zk_connect, extra, None, dir).await
     }
 
+    /// Like [`ZkBroker::start_in`], but a start-up failure is returned
+    /// (with the directory) instead of failing the test.
+    pub async fn try_start_in(
+        id: i32,
+        zk_connect: &str,
+        dir: tempfile::TempDir,
+    ) -> Result<Self, (String, tempfile::TempDir)> {
+        let config = BrokerConfig::from_pairs(vec![
+            ("broker.id".to_owned(), id.to_string()),
+            ("listeners".to_owned(), "PLAINTEXT://127.0.0.1:0".to_owned()),
+            ("log.dirs".to_owned(), dir.path().display().to_string()),
+            ("zookeeper.connect".to_owned(), zk_connect.to_owned()),
+            ("zookeeper.session.timeout.ms".to_owned(), "2000".to_owned()),
+        ])
+        .unwrap();
+        let broker = match Broker::open(config) {
+            Ok(b) => Arc::new(b),
+            Err(e) => return Err((e.to_string(), dir)),
+        };
+        match Server::bind(broker.clone()).await {
+            Ok(server) => {
+                let (addr, handle, task) = server.spawn();
+                Ok(Self {
+                    id,
+                    broker,
+                    addr,
+                    dir,
+                    handle,
+                    task,
+                })
+            }
+            Err(e) => {
+                broker.shutdown();
+                drop(broker);
+                Err((e.to_string(), dir))
+            }
+        }
+    }
+
     async fn start_full(
         id: i32,
         zk_connect: &str,

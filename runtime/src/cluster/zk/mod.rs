@@ -70,6 +70,22 @@ pub enum ClusterError {
     /// The broker is shutting down or has no session.
     #[error("no ZooKeeper session")]
     NoSession,
+    /// The log directories belong to another cluster than the one found
+    /// under `zookeeper.connect` (spec: CLU-37).
+    #[error(
+        "the cluster id {found} in ZooKeeper does not match the cluster id {stored} in \
+         meta.properties of the log directories: this broker is joining the wrong \
+         cluster; zookeeper.connect (and its chroot) may be wrong"
+    )]
+    WrongCluster {
+        /// The id the log directories record.
+        stored: String,
+        /// The id under `zookeeper.connect`.
+        found: String,
+    },
+    /// The log directories' identity could not be checked.
+    #[error("cannot check the log directories' cluster id: {0}")]
+    ClusterIdCheck(String),
 }
 
 fn zk_err(op: &'static str, path: &str) -> impl FnOnce(ZkError) -> ClusterError + use<> {
@@ -450,6 +466,26 @@ impl ZkCluster {
         {
             Ok(_) | Err(ZkError::NodeExists) => {}
             Err(e) => return Err(zk_err("create", znodes::CLUSTER_ID)(e)),
+        }
+        // spec: CLU-37 — never join another cluster with these logs.
+        let (data, _) = client
+            .get_data(znodes::CLUSTER_ID)
+            .await
+            .map_err(zk_err("get", znodes::CLUSTER_ID))?;
+        let cluster: ClusterIdZnode = znodes::decode(znodes::CLUSTER_ID, &data)?;
+        if let Some(b) = self.target() {
+            match b.partitions.check_cluster_id(&cluster.id) {
+                Ok(()) => {}
+                Err(crate::partition::ClusterIdCheck::Other(stored)) => {
+                    return Err(ClusterError::WrongCluster {
+                        stored,
+                        found: cluster.id,
+                    });
+                }
+                Err(crate::partition::ClusterIdCheck::Unreadable(e)) => {
+                    return Err(ClusterError::ClusterIdCheck(e));
+                }
+            }
         }
         let epoch = self.register(&client, first).await?;
         *self.client.write().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
