@@ -119,12 +119,18 @@ fn meta_cluster_id(dir: &Path) -> Option<String> {
     })
 }
 
-/// Rewrites `meta.properties` with `cluster.id` added, durably.
-fn write_meta_cluster_id(dir: &Path, broker_id: i32, cluster_id: &str) -> Result<(), StorageError> {
+/// Writes `meta.properties` (with `cluster.id` when given), durably:
+/// temporary file, fsync, rename, directory fsync.
+fn write_meta_properties(
+    dir: &Path,
+    broker_id: i32,
+    cluster_id: Option<&str>,
+) -> Result<(), StorageError> {
     let path = dir.join(META_PROPERTIES);
-    let body = format!(
-        "#\n# Written by the Gregor broker\nversion=0\nbroker.id={broker_id}\ncluster.id={cluster_id}\n"
-    );
+    let mut body = format!("#\n# Written by the Gregor broker\nversion=0\nbroker.id={broker_id}\n");
+    if let Some(id) = cluster_id {
+        body.push_str(&format!("cluster.id={id}\n"));
+    }
     let tmp = dir.join(format!("{META_PROPERTIES}.tmp"));
     fs::write(&tmp, body).map_err(StorageError::io("write", &tmp))?;
     File::open(&tmp)
@@ -140,16 +146,7 @@ fn check_meta_properties(dir: &Path, broker_id: i32) -> Result<(), StorageError>
     let text = match fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let body =
-                format!("#\n# Written by the Gregor broker\nversion=0\nbroker.id={broker_id}\n");
-            let tmp = dir.join(format!("{META_PROPERTIES}.tmp"));
-            fs::write(&tmp, body).map_err(StorageError::io("write", &tmp))?;
-            File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(StorageError::io("fsync", &tmp))?;
-            fs::rename(&tmp, &path).map_err(StorageError::io("rename", &path))?;
-            checkpoint::sync_dir(dir).map_err(StorageError::io("fsync", dir))?;
-            return Ok(());
+            return write_meta_properties(dir, broker_id, None);
         }
         Err(e) => return Err(StorageError::io("read", &path)(e)),
     };
@@ -319,7 +316,7 @@ impl LogManager {
     pub fn record_cluster_id(&self, cluster_id: &str) -> Result<(), StorageError> {
         for d in &self.dirs {
             if meta_cluster_id(&d.path).is_none() {
-                write_meta_cluster_id(&d.path, self.broker_id, cluster_id)?;
+                write_meta_properties(&d.path, self.broker_id, Some(cluster_id))?;
             }
         }
         Ok(())

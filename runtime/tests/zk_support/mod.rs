@@ -149,6 +149,24 @@ impl Drop for ZkServer {
     }
 }
 
+/// The config of ZooKeeper-mode broker `id` on `dir`, with `extra` keys.
+fn broker_config(
+    id: i32,
+    zk_connect: &str,
+    extra: &[(&str, &str)],
+    dir: &tempfile::TempDir,
+) -> BrokerConfig {
+    let mut pairs = vec![
+        ("broker.id".to_owned(), id.to_string()),
+        ("listeners".to_owned(), "PLAINTEXT://127.0.0.1:0".to_owned()),
+        ("log.dirs".to_owned(), dir.path().display().to_string()),
+        ("zookeeper.connect".to_owned(), zk_connect.to_owned()),
+        ("zookeeper.session.timeout.ms".to_owned(), "2000".to_owned()),
+    ];
+    pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    BrokerConfig::from_pairs(pairs).unwrap()
+}
+
 /// A ZooKeeper-mode broker running inside the test process.
 pub struct ZkBroker {
     pub id: i32,
@@ -200,14 +218,7 @@ impl ZkBroker {
         zk_connect: &str,
         dir: tempfile::TempDir,
     ) -> Result<Self, (String, tempfile::TempDir)> {
-        let config = BrokerConfig::from_pairs(vec![
-            ("broker.id".to_owned(), id.to_string()),
-            ("listeners".to_owned(), "PLAINTEXT://127.0.0.1:0".to_owned()),
-            ("log.dirs".to_owned(), dir.path().display().to_string()),
-            ("zookeeper.connect".to_owned(), zk_connect.to_owned()),
-            ("zookeeper.session.timeout.ms".to_owned(), "2000".to_owned()),
-        ])
-        .unwrap();
+        let config = broker_config(id, zk_connect, &[], &dir);
         let broker = match Broker::open(config) {
             Ok(b) => Arc::new(b),
             Err(e) => return Err((e.to_string(), dir)),
@@ -239,15 +250,7 @@ impl ZkBroker {
         controller: Option<gregor_runtime::cluster::zk::ControllerTask>,
         dir: tempfile::TempDir,
     ) -> Self {
-        let mut pairs = vec![
-            ("broker.id".to_owned(), id.to_string()),
-            ("listeners".to_owned(), "PLAINTEXT://127.0.0.1:0".to_owned()),
-            ("log.dirs".to_owned(), dir.path().display().to_string()),
-            ("zookeeper.connect".to_owned(), zk_connect.to_owned()),
-            ("zookeeper.session.timeout.ms".to_owned(), "2000".to_owned()),
-        ];
-        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let config = BrokerConfig::from_pairs(pairs).unwrap();
+        let config = broker_config(id, zk_connect, extra, &dir);
         let broker = Arc::new(Broker::open(config).unwrap());
         if let Some(task) = controller {
             broker.metadata.zk().unwrap().set_controller(task);

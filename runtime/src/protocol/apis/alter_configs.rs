@@ -180,6 +180,24 @@ async fn apply(
     }
 }
 
+/// Reads the requests' common tail (`validate_only`) and applies every
+/// resource in order.
+async fn apply_all(
+    broker: &Broker,
+    resources: Vec<Resource>,
+    mut r: Reader,
+) -> Result<Vec<Outcome>, HandlerError> {
+    let validate_only = r.bool("validate_only")?;
+    r.tagged_fields()?;
+    r.finish()?;
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::with_capacity(resources.len());
+    for res in resources {
+        out.push(apply(broker, res, &mut seen, validate_only).await);
+    }
+    Ok(out)
+}
+
 /// The answer for one resource.
 struct Outcome {
     code: ErrorCode,
@@ -224,13 +242,8 @@ pub async fn handle_alter(
             change,
         });
     }
-    let validate_only = r.bool("validate_only")?;
-    r.tagged_fields()?;
-    r.finish()?;
-    let mut seen = BTreeSet::new();
     let mut responses = Vec::with_capacity(resources.len());
-    for res in resources {
-        let o = apply(broker, res, &mut seen, validate_only).await;
+    for o in apply_all(broker, resources, r).await? {
         responses.push(
             AlterConfigsResourceResponse::default()
                 .with_error_code(o.code.code())
@@ -285,13 +298,8 @@ pub async fn handle_incremental(
             change: bad.map_or(Ok(Change::Incremental(ops)), Err),
         });
     }
-    let validate_only = r.bool("validate_only")?;
-    r.tagged_fields()?;
-    r.finish()?;
-    let mut seen = BTreeSet::new();
     let mut responses = Vec::with_capacity(resources.len());
-    for res in resources {
-        let o = apply(broker, res, &mut seen, validate_only).await;
+    for o in apply_all(broker, resources, r).await? {
         responses.push(
             IncrementalResourceResponse::default()
                 .with_error_code(o.code.code())
