@@ -218,11 +218,37 @@ impl ZkBroker {
         zk_connect: &str,
         dir: tempfile::TempDir,
     ) -> Result<Self, (String, tempfile::TempDir)> {
-        let config = broker_config(id, zk_connect, &[], &dir);
+        Self::try_start_full(id, zk_connect, &[], None, dir).await
+    }
+
+    async fn start_full(
+        id: i32,
+        zk_connect: &str,
+        extra: &[(&str, &str)],
+        controller: Option<gregor_runtime::cluster::zk::ControllerTask>,
+        dir: tempfile::TempDir,
+    ) -> Self {
+        match Self::try_start_full(id, zk_connect, extra, controller, dir).await {
+            Ok(b) => b,
+            Err((e, _)) => panic!("broker {id} did not start: {e}"),
+        }
+    }
+
+    async fn try_start_full(
+        id: i32,
+        zk_connect: &str,
+        extra: &[(&str, &str)],
+        controller: Option<gregor_runtime::cluster::zk::ControllerTask>,
+        dir: tempfile::TempDir,
+    ) -> Result<Self, (String, tempfile::TempDir)> {
+        let config = broker_config(id, zk_connect, extra, &dir);
         let broker = match Broker::open(config) {
             Ok(b) => Arc::new(b),
             Err(e) => return Err((e.to_string(), dir)),
         };
+        if let Some(task) = controller {
+            broker.metadata.zk().unwrap().set_controller(task);
+        }
         match Server::bind(broker.clone()).await {
             Ok(server) => {
                 let (addr, handle, task) = server.spawn();
@@ -240,30 +266,6 @@ impl ZkBroker {
                 drop(broker);
                 Err((e.to_string(), dir))
             }
-        }
-    }
-
-    async fn start_full(
-        id: i32,
-        zk_connect: &str,
-        extra: &[(&str, &str)],
-        controller: Option<gregor_runtime::cluster::zk::ControllerTask>,
-        dir: tempfile::TempDir,
-    ) -> Self {
-        let config = broker_config(id, zk_connect, extra, &dir);
-        let broker = Arc::new(Broker::open(config).unwrap());
-        if let Some(task) = controller {
-            broker.metadata.zk().unwrap().set_controller(task);
-        }
-        let server = Server::bind(broker.clone()).await.unwrap();
-        let (addr, handle, task) = server.spawn();
-        Self {
-            id,
-            broker,
-            addr,
-            dir,
-            handle,
-            task,
         }
     }
 
