@@ -2,29 +2,12 @@
 //! `topics` / `produce` / `consume` commands against a running broker
 //! (spec: PRO-30, PRO-41, PRO-62; PRD-1, PRD-3).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 mod bin_support;
 
-use bin_support::{GREGOR, free_port, start_broker};
-
-fn api_versions_ok(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let req = [0u8, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 7, 0, 0];
-    if s.write_all(&req).is_err() {
-        return false;
-    }
-    let mut len = [0u8; 4];
-    if s.read_exact(&mut len).is_err() {
-        return false;
-    }
-    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).is_ok() && body[..4] == [0, 0, 0, 7] && body[4..6] == [0, 0]
-}
+use bin_support::{GREGOR, api_versions_ok, free_port, start_broker};
 
 // spec: PRO-41
 #[test]
@@ -66,7 +49,7 @@ fn sigterm_exits_zero_and_marks_a_clean_shutdown() {
     assert!(dir.path().join("cluster-metadata").exists());
     // A start that cannot bind its port fails with a clear error and
     // leaves the logs marked clean.
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = std::net::TcpListener::bind(("127.0.0.1", free_port())).unwrap();
     let out = Command::new(GREGOR)
         .args(["broker", "--override"])
         .arg(format!(

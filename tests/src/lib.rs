@@ -13,7 +13,7 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
@@ -130,23 +130,8 @@ pub fn wait_accepting(
     }
 }
 
-/// A loopback port that was free a moment ago and was never handed out
-/// before in this test process: tests run in parallel threads, and the
-/// kernel may give a just-released port to the next `bind(0)`, which would
-/// put two brokers on one port.
-pub fn free_port() -> u16 {
-    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("binding an ephemeral loopback port");
-        if HANDED_OUT.lock().unwrap().insert(port) {
-            return port;
-        }
-    }
-}
+mod ports;
+pub use ports::free_port;
 
 /// True when something accepts TCP connections on `addr`.
 pub fn accepts(addr: SocketAddr) -> bool {

@@ -3,11 +3,10 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
-use std::collections::BTreeSet;
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The `gregor` binary cargo built for these tests.
@@ -18,23 +17,9 @@ pub const GREGOR: &str = env!("CARGO_BIN_EXE_gregor");
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(40);
 
-/// A loopback port nobody listens on right now, and never handed out before
-/// in this test process: tests run in parallel threads, and the kernel may
-/// give a just-released port to the next `bind(0)`, which would put two
-/// brokers on one port.
-pub fn free_port() -> u16 {
-    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if HANDED_OUT.lock().unwrap().insert(port) {
-            return port;
-        }
-    }
-}
+#[path = "../../../tests/src/ports.rs"]
+mod ports;
+pub use ports::free_port;
 
 /// A child process, killed on drop unless it was already stopped.
 #[derive(Debug)]
@@ -103,12 +88,41 @@ pub fn start_broker(port: u16, data: &Path, overrides: &[&str]) -> Proc {
         .unwrap();
     let mut proc = Proc::new(child);
     let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    // The listener must answer like a Kafka broker and the process must
+    // still run: a listener of another process on the port does neither.
+    loop {
+        let exited = proc.0.as_mut().and_then(|c| c.try_wait().unwrap());
+        assert!(exited.is_none(), "broker on port {port} exited: {exited:?}");
+        if api_versions_ok(port) {
+            return proc;
+        }
         assert!(started.elapsed() < START_TIMEOUT, "broker did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // The listener must be this broker's, not another process's.
-    let exited = proc.0.as_mut().and_then(|c| c.try_wait().unwrap());
-    assert!(exited.is_none(), "broker on port {port} exited: {exited:?}");
-    proc
+}
+
+/// True when the listener on `port` answers an ApiVersions v0 request
+/// (correlation id 7) without an error within two seconds.
+pub fn api_versions_ok(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let timeout = Some(Duration::from_secs(2));
+    if s.set_read_timeout(timeout).is_err() || s.set_write_timeout(timeout).is_err() {
+        return false;
+    }
+    let req = [0u8, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 7, 0, 0];
+    if s.write_all(&req).is_err() {
+        return false;
+    }
+    let mut len = [0u8; 4];
+    if s.read_exact(&mut len).is_err() {
+        return false;
+    }
+    let n = u32::from_be_bytes(len) as usize;
+    if !(6..1 << 20).contains(&n) {
+        return false;
+    }
+    let mut body = vec![0u8; n];
+    s.read_exact(&mut body).is_ok() && body[..4] == [0, 0, 0, 7] && body[4..6] == [0, 0]
 }

@@ -5,11 +5,13 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+#[path = "../../../tests/src/ports.rs"]
+mod ports;
 
 use gregor_core::ids::BrokerId;
 use gregor_runtime::cluster::znodes::{self, BrokerZnode, PartitionStateZnode, TopicZnode};
@@ -34,11 +36,7 @@ fn server() -> u16 {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER
         .get_or_init(|| {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = ports::free_port();
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
                 let dir = tempfile::tempdir().unwrap();
@@ -261,7 +259,9 @@ impl Zk {
     /// A TCP proxy in front of the shared ZooKeeper.
     pub async fn proxy(&self) -> Proxy {
         let upstream = server();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", ports::free_port()))
+            .await
+            .unwrap();
         let port = listener.local_addr().unwrap().port();
         let p = Proxy {
             port,

@@ -4,11 +4,9 @@
 //! initial partition states so the broker side can be tested alone.
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gregor_runtime::broker::Broker;
@@ -20,20 +18,9 @@ use zookeeper_client::{Acls, Client, CreateMode};
 /// expiry tests stay fast.
 pub const TICK_MS: u32 = 200;
 
-/// A loopback port never handed out before in this process.
-pub fn free_port() -> u16 {
-    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if HANDED_OUT.lock().unwrap().insert(port) {
-            return port;
-        }
-    }
-}
+#[path = "../../../tests/src/ports.rs"]
+mod ports;
+pub use ports::free_port;
 
 /// A ZooKeeper server process, killed on drop.
 pub struct ZkServer {
