@@ -410,8 +410,22 @@ async fn a_silent_member_expires_on_the_timer() {
     assert_eq!(commit(&mut c, "quiet", 1, &id, &[(1, 3)]).await, vec![0]);
     let list = c.call(4, 2, &ListGroupsRequest::default()).await;
     assert_eq!(list.groups[0].group_state.as_str(), "Stable");
-    // No heartbeats for longer than the session: the timer removes it.
+    // No heartbeats for longer than the session: the timer removes it and
+    // the group is left empty (polled without heartbeats, which would
+    // keep the member).
     tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    for n in 10.. {
+        let list = c.call(4, n, &ListGroupsRequest::default()).await;
+        if list.groups[0].group_state.as_str() == "Empty" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the member's session never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert_eq!(
         heartbeat(&mut c, "quiet", 1, &id).await,
         25,
