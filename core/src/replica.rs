@@ -279,6 +279,23 @@ pub enum ProduceError {
     Empty,
 }
 
+/// Why a request to delete the records below an offset is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Error, Serialize, Deserialize)]
+pub enum DeleteRecordsError {
+    /// This replica is not the leader (NOT_LEADER_OR_FOLLOWER).
+    #[error("not the leader")]
+    NotLeader,
+    /// The offset is above the high watermark (OFFSET_OUT_OF_RANGE): only
+    /// committed records may be deleted (REP-71).
+    #[error("offset {offset} is above the high watermark {high_watermark}")]
+    OffsetOutOfRange {
+        /// The requested offset.
+        offset: Offset,
+        /// The leader's high watermark.
+        high_watermark: Offset,
+    },
+}
+
 /// A failure applying an answer from the leader to the log: the leader sent
 /// records that do not fit (a leader bug or a corrupt answer). The replica
 /// is unchanged and goes back to truncation.
@@ -339,6 +356,13 @@ pub enum Effect {
     HighWatermark(Offset),
     /// Send this ISR change to the controller.
     ProposeIsr(IsrProposal),
+    /// Move the log start forward to `offset`: the records below it are
+    /// deleted (DeleteRecords on the leader, the leader's log start on a
+    /// follower; REP-71, REP-72).
+    AdvanceLogStart {
+        /// The new log start.
+        offset: Offset,
+    },
     /// Answer this produce request.
     ProduceCompleted {
         /// The request.
@@ -1134,6 +1158,64 @@ impl Replica {
     }
 }
 
+impl Replica {
+    // ----- log start -------------------------------------------------------
+
+    /// DeleteRecords on the leader (REP-71): moves the log start to
+    /// `offset`, or to the high watermark when `offset` is `None`. Only
+    /// committed records may go: an offset above the high watermark is
+    /// refused. An offset at or below the current start changes nothing.
+    /// Returns the log start afterwards (the partition's low watermark on
+    /// this broker) and emits [`Effect::AdvanceLogStart`] when it moved.
+    pub fn handle_delete_records(
+        &mut self,
+        offset: Option<Offset>,
+    ) -> Result<Offset, DeleteRecordsError> {
+        if !self.is_leader() {
+            return Err(DeleteRecordsError::NotLeader);
+        }
+        let target = offset.unwrap_or(self.high_watermark);
+        if target > self.high_watermark {
+            return Err(DeleteRecordsError::OffsetOutOfRange {
+                offset: target,
+                high_watermark: self.high_watermark,
+            });
+        }
+        self.advance_log_start(target);
+        Ok(self.log.log_start())
+    }
+
+    /// A follower learned the leader's log start from a fetch answer in
+    /// `leader_epoch` (REP-72): its own start follows, but never past its
+    /// own high watermark, so a follower never deletes a record it does not
+    /// know to be committed. Answers of another epoch are ignored.
+    pub fn handle_leader_log_start(&mut self, leader_epoch: LeaderEpoch, leader_start: Offset) {
+        if leader_epoch != self.leader_epoch || !matches!(self.role, Role::Follower(_)) {
+            return;
+        }
+        let target = leader_start.min(self.high_watermark);
+        self.advance_log_start(target);
+    }
+
+    /// The storage engine moved the log start on its own (retention deleted
+    /// whole segments, STO-50, STO-59): the replica's copy of the log
+    /// follows. No effect is emitted: storage already did it.
+    pub fn handle_log_start_moved(&mut self, offset: Offset) {
+        if offset > self.log.log_start() {
+            self.log.advance_start(offset);
+            self.high_watermark = self.high_watermark.max(self.log.log_start());
+        }
+    }
+
+    fn advance_log_start(&mut self, target: Offset) {
+        if target > self.log.log_start() {
+            self.log.advance_start(target);
+            self.effects
+                .push_back(Effect::AdvanceLogStart { offset: target });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1367,6 +1449,85 @@ mod tests {
         // A duplicate of the same answer is stale now and changes nothing.
         f.handle_fetch_response(&resp).unwrap();
         assert_eq!(f.log().log_end(), Offset(3));
+    }
+
+    /// REP-71: DeleteRecords on the leader moves the log start up to the
+    /// high watermark and never past it; followers below it are sent back
+    /// with OFFSET_OUT_OF_RANGE; a follower refuses it.
+    #[test]
+    fn delete_records_moves_the_leader_start_up_to_the_high_watermark() {
+        let mut l = replica(1, 2);
+        l.handle_partition_state(&state(Some(1), 1, 1, &[1, 2, 3]), Millis(0));
+        assert_eq!(l.handle_produce(1, 5, Acks::All, Millis(1)), Ok(Offset(0)));
+        fetch(&mut l, 2, 1, 5, 2);
+        fetch(&mut l, 3, 1, 3, 2);
+        assert_eq!(l.high_watermark(), Offset(3));
+        drain(&mut l);
+        assert_eq!(
+            l.handle_delete_records(Some(Offset(4))),
+            Err(DeleteRecordsError::OffsetOutOfRange {
+                offset: Offset(4),
+                high_watermark: Offset(3)
+            }),
+            "uncommitted records are not deleted"
+        );
+        assert!(drain(&mut l).is_empty());
+        assert_eq!(l.handle_delete_records(Some(Offset(2))), Ok(Offset(2)));
+        assert_eq!(
+            drain(&mut l),
+            vec![Effect::AdvanceLogStart { offset: Offset(2) }]
+        );
+        assert_eq!(l.log().log_start(), Offset(2));
+        // Below the start: nothing moves, the current start is the answer.
+        assert_eq!(l.handle_delete_records(Some(Offset(1))), Ok(Offset(2)));
+        assert!(drain(&mut l).is_empty());
+        // No offset: up to the high watermark.
+        assert_eq!(l.handle_delete_records(None), Ok(Offset(3)));
+        assert!(matches!(
+            l.handle_fetch(
+                &FetchRequest {
+                    replica: b(3),
+                    broker_epoch: 0,
+                    leader_epoch: LeaderEpoch(1),
+                    fetch_offset: Offset(1),
+                },
+                Millis(3)
+            ),
+            Err(FetchError::OffsetOutOfRange { .. })
+        ));
+        let mut f = replica(2, 2);
+        f.handle_partition_state(&state(Some(1), 1, 1, &[1, 2, 3]), Millis(0));
+        assert_eq!(
+            f.handle_delete_records(None),
+            Err(DeleteRecordsError::NotLeader)
+        );
+    }
+
+    /// REP-72: a follower's log start follows the leader's, never past the
+    /// follower's own high watermark, and only in the current epoch;
+    /// retention's moves are taken over without an effect.
+    #[test]
+    fn follower_start_follows_the_leader_up_to_its_own_high_watermark() {
+        let mut log = LogMeta::new();
+        log.append(Offset(0), 6, LeaderEpoch(1)).unwrap();
+        let mut f = Replica::new(ReplicaConfig::new(b(2)), log, Offset(4));
+        f.handle_partition_state(&state(Some(1), 1, 1, &[1, 2]), Millis(0));
+        drain(&mut f);
+        f.handle_leader_log_start(LeaderEpoch(0), Offset(3));
+        assert_eq!(f.log().log_start(), Offset(0), "another epoch is ignored");
+        f.handle_leader_log_start(LeaderEpoch(1), Offset(5));
+        assert_eq!(
+            drain(&mut f),
+            vec![Effect::AdvanceLogStart { offset: Offset(4) }],
+            "capped at the follower's high watermark"
+        );
+        assert_eq!(f.log().log_start(), Offset(4));
+        f.handle_leader_log_start(LeaderEpoch(1), Offset(2));
+        assert!(drain(&mut f).is_empty(), "never backwards");
+        f.handle_log_start_moved(Offset(5));
+        assert!(drain(&mut f).is_empty());
+        assert_eq!(f.log().log_start(), Offset(5));
+        assert_eq!(f.high_watermark(), Offset(5));
     }
 
     /// REP-12: a follower whose latest epoch the leader never had walks

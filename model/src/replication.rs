@@ -360,6 +360,9 @@ impl ReplicationModel {
                     }
                 }
                 Effect::Truncate { offset } => data.truncate(offset.get() as usize),
+                // Deleting records on request (REP-71) is outside the
+                // model: no action issues DeleteRecords.
+                Effect::AdvanceLogStart { .. } => unreachable!("the model deletes no records"),
                 Effect::ProposeIsr(p) => proposals.push(p),
                 Effect::ProduceCompleted {
                     base,
