@@ -17,8 +17,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use gregor_core::controller::PartitionState;
 use gregor_core::ids::{BrokerId, LeaderEpoch, Millis, Offset, PartitionEpoch, TopicPartition};
 use gregor_core::replica::{
-    Acks, Batch, Effect, EpochAnswer, EpochQuery, FetchError, FetchRequest, FetchResponse,
-    FollowerRequest, IsrProposal, IsrResponse, ProduceError, Replica, ReplicaConfig, RequestId,
+    Acks, Batch, DeleteRecordsError, Effect, EpochAnswer, EpochQuery, FetchError, FetchRequest,
+    FetchResponse, FollowerRequest, IsrProposal, IsrResponse, ProduceError, Replica, ReplicaConfig,
+    RequestId,
 };
 use tokio::sync::{Notify, oneshot};
 
@@ -95,6 +96,32 @@ pub enum AppendError {
         /// The minimum.
         min: usize,
     },
+}
+
+/// Why DeleteRecords was refused for a partition (spec: PRO-28, REP-71).
+/// Each maps to one Kafka error code in [`crate::protocol::error`].
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteRecordsFailure {
+    /// No such partition on this broker.
+    #[error("unknown topic or partition {0}")]
+    UnknownPartition(String),
+    /// This broker does not lead the partition.
+    #[error("not the leader of {0}")]
+    NotLeader(String),
+    /// The offset is negative (other than -1) or above the high watermark.
+    #[error("offset {offset} is outside [0, high watermark {high_watermark}]")]
+    OffsetOutOfRange {
+        /// The requested offset.
+        offset: i64,
+        /// The leader's high watermark.
+        high_watermark: i64,
+    },
+    /// The topic's `cleanup.policy` does not include `delete`.
+    #[error("records of {0} cannot be deleted: its cleanup.policy does not include delete")]
+    PolicyViolation(String),
+    /// The storage engine failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 /// The result of a successful append.
@@ -370,6 +397,7 @@ pub fn log_config(cfg: &BrokerConfig) -> LogConfig {
             .then_some(cfg.log_flush_interval_messages as u64),
         flush_interval_ms: (cfg.log_flush_interval_ms != i64::MAX)
             .then_some(cfg.log_flush_interval_ms),
+        deletable: true,
     }
 }
 
@@ -1173,6 +1201,56 @@ impl Partitions {
         result
     }
 
+    /// DeleteRecords as the partition's leader (spec: PRO-28, REP-71):
+    /// moves the log start to `offset` (-1: the high watermark), never past
+    /// the high watermark, and returns the log start afterwards (the low
+    /// watermark). The new start is checkpointed before the answer.
+    pub fn delete_records(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+    ) -> Result<i64, DeleteRecordsFailure> {
+        let mut deferred = Deferred::default();
+        let result = {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            let (Some(mgr), Some(slot)) = (inner.mgr.as_mut(), inner.slots.get_mut(tp)) else {
+                return Err(DeleteRecordsFailure::UnknownPartition(tp.to_string()));
+            };
+            if !slot.replica.is_leader() {
+                return Err(DeleteRecordsFailure::NotLeader(tp.to_string()));
+            }
+            if offset < -1 {
+                return Err(DeleteRecordsFailure::OffsetOutOfRange {
+                    offset,
+                    high_watermark: slot.replica.high_watermark().get(),
+                });
+            }
+            if !mgr.get(tp).is_none_or(|l| l.config().deletable) {
+                return Err(DeleteRecordsFailure::PolicyViolation(tp.to_string()));
+            }
+            let target = (offset >= 0).then_some(Offset(offset));
+            match slot.replica.handle_delete_records(target) {
+                Ok(start) => self
+                    .apply_effects(mgr, tp, slot, None, &mut deferred)
+                    .map(|()| start.get())
+                    .map_err(DeleteRecordsFailure::from),
+                Err(DeleteRecordsError::NotLeader) => {
+                    Err(DeleteRecordsFailure::NotLeader(tp.to_string()))
+                }
+                Err(DeleteRecordsError::OffsetOutOfRange {
+                    offset,
+                    high_watermark,
+                }) => Err(DeleteRecordsFailure::OffsetOutOfRange {
+                    offset: offset.get(),
+                    high_watermark: high_watermark.get(),
+                }),
+            }
+        };
+        self.finish(deferred);
+        result
+    }
+
     /// Answers an OffsetForLeaderEpoch query as the leader (STO-4, REP-11):
     /// the end offset of the largest epoch ≤ `epoch`, fenced like a fetch;
     /// `current_leader_epoch` -1 means "not given".
@@ -1305,7 +1383,9 @@ impl Partitions {
     /// checked (framing, CRC) and appended as they are — offsets and
     /// epochs kept — when the core accepts them for its current end; the
     /// high watermark becomes `min(leader HW, own end)`. A trailing partial
-    /// entry (cut by the byte limit) is left for the next fetch.
+    /// entry (cut by the byte limit) is left for the next fetch. The log
+    /// start follows the leader's `leader_log_start` up to the new high
+    /// watermark (REP-72; -1: not given).
     pub fn follower_fetched(
         &self,
         tp: &TopicPartition,
@@ -1313,6 +1393,7 @@ impl Partitions {
         fetch_offset: i64,
         records: &[u8],
         high_watermark: i64,
+        leader_log_start: i64,
     ) -> Result<(), AppendError> {
         let mut deferred = Deferred::default();
         let result: Result<(), AppendError> = (|| {
@@ -1365,6 +1446,11 @@ impl Partitions {
             if let Err(e) = slot.replica.handle_fetch_response(&response) {
                 tracing::warn!(partition = %tp, error = %e, "fetched records do not fit; truncating again");
             }
+            if leader_log_start >= 0 {
+                // spec: REP-72
+                slot.replica
+                    .handle_leader_log_start(leader_epoch, Offset(leader_log_start));
+            }
             self.apply_effects(mgr, tp, slot, Some(chunk), &mut deferred)?;
             Ok(())
         })();
@@ -1407,6 +1493,7 @@ impl Partitions {
         deferred: &mut Deferred,
     ) -> Result<(), StorageError> {
         let mut failure = None;
+        let mut start_moved = false;
         while let Some(effect) = slot.replica.poll_effect() {
             if failure.is_some() {
                 // The replica is rebuilt below; answers still go out.
@@ -1464,6 +1551,22 @@ impl Partitions {
                 Effect::ProduceCompleted {
                     request, result, ..
                 } => self.complete(request, result),
+                Effect::AdvanceLogStart { offset } => {
+                    // spec: REP-71, REP-72 — readers see the new start at
+                    // once; segments wholly below it go at the next
+                    // retention pass (STO-51).
+                    if let Err(e) = log.advance_start(offset.get(), now_ms()) {
+                        failure = Some(e);
+                        continue;
+                    }
+                    start_moved = true;
+                }
+            }
+        }
+        if start_moved && failure.is_none() {
+            // The new start survives a restart (log-start-offset-checkpoint).
+            if let Err(e) = mgr.checkpoint() {
+                tracing::warn!(partition = %tp, error = %e, "log start not checkpointed");
             }
         }
         match failure {
@@ -1598,8 +1701,20 @@ impl Partitions {
             let deleted = mgr.cleanup_logs(now)?;
             if deleted > 0 {
                 tracing::info!(segments = deleted, "retention deleted segments");
+                // The replicas' copies of the log start follow (STO-59).
+                let inner = &mut *guard;
+                if let Some(mgr) = inner.mgr.as_ref() {
+                    for (tp, slot) in &mut inner.slots {
+                        if let Some(log) = mgr.get(tp) {
+                            slot.replica.handle_log_start_moved(Offset(log.log_start()));
+                        }
+                    }
+                }
             }
         }
+        let Some(mgr) = guard.mgr.as_mut() else {
+            return Ok(());
+        };
         mgr.flush_logs(now)?;
         if checkpoint_due {
             mgr.checkpoint()?;

@@ -69,6 +69,23 @@ pub enum TopicsCmd {
         #[arg(long)]
         all: bool,
     },
+    /// Delete the records below an offset (DeleteRecords): consumers then
+    /// start there, and whole segments below it are removed.
+    DeleteRecords {
+        /// Topic name.
+        topic: String,
+        /// Partitions, repeatable or comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        partition: Vec<i32>,
+        /// Delete the records below this offset; -1 deletes every
+        /// committed record (up to the high watermark).
+        #[arg(long, allow_hyphen_values = true)]
+        before: i64,
+        /// How long to retry while a partition has no reachable leader, in
+        /// milliseconds.
+        #[arg(long, default_value_t = 30_000)]
+        timeout_ms: u64,
+    },
     /// Delete a topic and its data.
     Delete {
         /// Topic name.
@@ -82,6 +99,15 @@ pub enum TopicsCmd {
 pub async fn topics(bootstrap: &str, cmd: TopicsCmd) -> anyhow::Result<()> {
     if let TopicsCmd::Reassign(args) = cmd {
         return super::topics::reassign(args).await;
+    }
+    if let TopicsCmd::DeleteRecords {
+        topic,
+        partition,
+        before,
+        timeout_ms,
+    } = cmd
+    {
+        return delete_records(bootstrap, &topic, partition, before, timeout_ms).await;
     }
     let mut c = Client::connect_any(bootstrap).await?;
     let mut out = std::io::stdout().lock();
@@ -174,6 +200,33 @@ pub async fn topics(bootstrap: &str, cmd: TopicsCmd) -> anyhow::Result<()> {
             writeln!(out, "Deleted topic {topic}.")?;
         }
         TopicsCmd::Reassign(args) => super::topics::reassign(args).await?,
+        TopicsCmd::DeleteRecords { .. } => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+/// `gregor topics delete-records`: each partition's leader moves its log
+/// start (spec: PRO-28); prints every partition's new low watermark.
+async fn delete_records(
+    bootstrap: &str,
+    topic: &str,
+    partitions: Vec<i32>,
+    before: i64,
+    timeout_ms: u64,
+) -> anyhow::Result<()> {
+    if before < -1 {
+        bail!("--before {before}: give an offset, or -1 for the high watermark");
+    }
+    let mut router = Router::new(bootstrap, Duration::from_millis(timeout_ms))?;
+    let partitions = if partitions.is_empty() {
+        (0..router.partitions(topic).await?).collect()
+    } else {
+        partitions
+    };
+    let mut out = std::io::stdout().lock();
+    for p in partitions {
+        let low = router.delete_records(topic, p, before).await?;
+        writeln!(out, "Partition: {p}\tLowWatermark: {low}")?;
     }
     Ok(())
 }

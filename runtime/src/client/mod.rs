@@ -117,6 +117,7 @@ const METADATA_V: i16 = 12;
 pub(crate) const PRODUCE_V: i16 = 9;
 const FETCH_V: i16 = 12;
 const LIST_OFFSETS_V: i16 = 7;
+const DELETE_RECORDS_V: i16 = 2;
 const CREATE_TOPICS_V: i16 = 5;
 const DELETE_TOPICS_V: i16 = 4;
 
@@ -605,6 +606,48 @@ impl Client {
             ));
         }
         Ok(p.offset)
+    }
+}
+
+impl Client {
+    /// DeleteRecords (v2) for one partition at this broker: deletes the
+    /// records below `offset` (-1: below the high watermark) and returns
+    /// the partition's low watermark afterwards.
+    pub async fn delete_records(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<i64, ClientError> {
+        use kafka_protocol::messages::DeleteRecordsRequest;
+        use kafka_protocol::messages::delete_records_request::{
+            DeleteRecordsPartition, DeleteRecordsTopic,
+        };
+        let req = DeleteRecordsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![
+                DeleteRecordsTopic::default()
+                    .with_name(name(topic))
+                    .with_partitions(vec![
+                        DeleteRecordsPartition::default()
+                            .with_partition_index(partition)
+                            .with_offset(offset),
+                    ]),
+            ]);
+        let resp = self.call(DELETE_RECORDS_V, &req).await?;
+        let p = resp
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| ClientError::Protocol("empty DeleteRecords response".into()))?;
+        if p.error_code != 0 {
+            return Err(kafka_error(
+                format!("delete records of {topic}-{partition}"),
+                p.error_code,
+                None,
+            ));
+        }
+        Ok(p.low_watermark)
     }
 }
 

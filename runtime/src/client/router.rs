@@ -527,6 +527,35 @@ impl Router {
         }
     }
 
+    /// spec: PRD-7, PRD-8 — DeleteRecords at the partition's leader,
+    /// retried like a read (moving the log start again is harmless);
+    /// returns the low watermark.
+    pub async fn delete_records(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<i64, ClientError> {
+        let what = format!("delete records of {topic}-{partition}");
+        let mut retry = Retry::new(self.timeout);
+        loop {
+            let failure = match self.route(topic, partition).await {
+                Ok(leader) => {
+                    let res = match self.broker(leader.broker).await {
+                        Ok(c) => c.delete_records(topic, partition, offset).await,
+                        Err(e) => Err(e),
+                    };
+                    match self.read_result(topic, partition, leader, res).await {
+                        Ok(v) => return Ok(v),
+                        Err(f) => f,
+                    }
+                }
+                Err(f) => f,
+            };
+            self.after(&mut retry, topic, &what, failure).await?;
+        }
+    }
+
     /// spec: PRD-7, PRD-8 — fetches one partition from its leader;
     /// returns (high watermark, record bytes).
     pub async fn fetch(

@@ -56,6 +56,9 @@ pub enum ErrorCode {
     InvalidRequest = 42,
     /// The records break the record format's rules.
     UnsupportedForMessageFormat = 43,
+    /// The request breaks a topic's policy (DeleteRecords on a topic whose
+    /// `cleanup.policy` lacks `delete`).
+    PolicyViolation = 44,
     /// The sequence number does not follow the last one written.
     OutOfOrderSequenceNumber = 45,
     /// The batch was already written (a retry).
@@ -125,6 +128,20 @@ impl From<&AppendError> for ErrorCode {
             AppendError::ShuttingDown => Self::NotLeaderOrFollower,
             AppendError::NotLeader(_) => Self::NotLeaderOrFollower,
             AppendError::NotEnoughReplicas { .. } => Self::NotEnoughReplicas,
+        }
+    }
+}
+
+impl From<&crate::partition::DeleteRecordsFailure> for ErrorCode {
+    /// spec: PRO-28
+    fn from(e: &crate::partition::DeleteRecordsFailure) -> Self {
+        use crate::partition::DeleteRecordsFailure as F;
+        match e {
+            F::UnknownPartition(_) => Self::UnknownTopicOrPartition,
+            F::NotLeader(_) => Self::NotLeaderOrFollower,
+            F::OffsetOutOfRange { .. } => Self::OffsetOutOfRange,
+            F::PolicyViolation(_) => Self::PolicyViolation,
+            F::Storage(_) => Self::KafkaStorageError,
         }
     }
 }

@@ -322,15 +322,16 @@ async fn round(
                 f.fetch_offset.get(),
                 p.records.unwrap_or_default(),
                 p.high_watermark,
+                p.log_start_offset,
             ));
         }
     }
     let b = broker.clone();
     let _ = tokio::task::spawn_blocking(move || {
-        for (tp, epoch, offset, records, hw) in applied {
+        for (tp, epoch, offset, records, hw, start) in applied {
             if let Err(e) = b
                 .partitions
-                .follower_fetched(&tp, epoch, offset, &records, hw)
+                .follower_fetched(&tp, epoch, offset, &records, hw, start)
             {
                 tracing::warn!(partition = %tp, error = %e, "fetched records refused");
             }

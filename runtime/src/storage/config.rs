@@ -60,6 +60,10 @@ pub struct LogConfig {
     /// `log.flush.interval.ms`: fsync when the last flush is this old;
     /// `None` leaves it to the OS.
     pub flush_interval_ms: Option<i64>,
+    /// `cleanup.policy` includes `delete`: retention applies and
+    /// DeleteRecords may move the log start (STO-54, PRO-28). A compacted
+    /// topic (`compact` alone) keeps its records.
+    pub deletable: bool,
 }
 
 impl Default for LogConfig {
@@ -73,6 +77,7 @@ impl Default for LogConfig {
             retention_bytes: None,
             flush_interval_messages: None,
             flush_interval_ms: None,
+            deletable: true,
         }
     }
 }
@@ -152,6 +157,7 @@ impl LogConfig {
             c.retention_ms = None;
             c.retention_bytes = None;
         }
+        c.deletable = deletes;
         c
     }
 

@@ -692,8 +692,25 @@ impl Log {
     /// deletes the active segment; moves the log start to the first kept
     /// segment (spec: STO-50, STO-51). Returns the number of deleted segments.
     pub fn delete_old_segments(&mut self, now_ms: i64) -> Result<usize, StorageError> {
+        self.delete_old_segments_below(now_ms, i64::MAX)
+    }
+
+    /// Retention as in [`Log::delete_old_segments`], over only the sealed
+    /// segments whose records all lie below `limit` — the partition's high
+    /// watermark, so that retention never deletes a record that is not
+    /// committed (spec: STO-59).
+    pub fn delete_old_segments_below(
+        &mut self,
+        now_ms: i64,
+        limit: i64,
+    ) -> Result<usize, StorageError> {
         let segs = self.segments();
-        let sealed = &segs[..segs.len() - 1];
+        let below = segs[..segs.len() - 1]
+            .iter()
+            .enumerate()
+            .take_while(|(i, _)| segs[i + 1].base_offset() <= limit)
+            .count();
+        let sealed = &segs[..below];
         let mut by_time = 0;
         if let Some(ms) = self.config.retention_ms {
             for s in sealed {

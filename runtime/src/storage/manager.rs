@@ -509,8 +509,10 @@ impl LogManager {
     /// segments.
     pub fn cleanup_logs(&mut self, now_ms: i64) -> Result<usize, StorageError> {
         let mut n = 0;
-        for m in self.logs.values_mut() {
-            n += m.log.delete_old_segments(now_ms)?;
+        for (tp, m) in &mut self.logs {
+            // spec: STO-59 — only below the high watermark, where known.
+            let limit = self.high_watermarks.get(tp).copied().unwrap_or(i64::MAX);
+            n += m.log.delete_old_segments_below(now_ms, limit)?;
         }
         Ok(n)
     }

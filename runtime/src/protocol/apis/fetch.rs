@@ -219,11 +219,19 @@ fn read_all(
                 Ok(s) => s,
                 Err(e) => {
                     any_error = true;
+                    // spec: REP-68 — a follower below the log start learns
+                    // where the log starts now.
+                    let log_start_offset = match e {
+                        gregor_core::replica::FetchError::OffsetOutOfRange { .. } => {
+                            reader.log_start()
+                        }
+                        _ => -1,
+                    };
                     outs.push(PartitionOut {
                         partition: p.partition,
                         error: ErrorCode::from(e),
                         high_watermark: -1,
-                        log_start_offset: -1,
+                        log_start_offset,
                         records: Records::Bytes(Bytes::new()),
                     });
                     continue;
