@@ -1,6 +1,6 @@
 //! The real `gregor` binary: startup errors, SIGTERM and kill -9, and the
 //! `topics` / `produce` / `consume` commands against a running broker
-//! (spec: PRO-30, PRO-41, PRO-62; PRD-1, PRD-3).
+//! (spec: PRO-28, PRO-30, PRO-41, PRO-62; PRD-1, PRD-3).
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -218,6 +218,56 @@ fn topics_produce_and_consume_commands() {
     assert_eq!(two, "");
     let counted = ok(cli(port, &["consume", "cli", "--count", "5"], None));
     assert_eq!(counted.lines().count(), 5);
+
+    // spec: PRO-28 — delete-records moves each partition's start.
+    let before = ok(cli(port, &["consume", "cli", "--partition", "2"], None));
+    let n = before.lines().count();
+    let out = ok(cli(
+        port,
+        &[
+            "topics",
+            "delete-records",
+            "cli",
+            "--partition",
+            "2",
+            "--before",
+            "2",
+        ],
+        None,
+    ));
+    assert_eq!(out, "Partition: 2\tLowWatermark: 2\n");
+    let after = ok(cli(port, &["consume", "cli", "--partition", "2"], None));
+    let kept: Vec<&str> = before.lines().skip(2).collect();
+    assert_eq!(
+        after.lines().collect::<Vec<_>>(),
+        kept,
+        "consumers start at the new log start"
+    );
+    let out = ok(cli(
+        port,
+        &["topics", "delete-records", "cli", "--before", "-1"],
+        None,
+    ));
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(
+        out.contains(&format!("Partition: 2\tLowWatermark: {n}\n")),
+        "{out}"
+    );
+    assert_eq!(ok(cli(port, &["consume", "cli"], None)), "");
+    let past = cli(
+        port,
+        &[
+            "topics",
+            "delete-records",
+            "cli",
+            "--partition",
+            "2",
+            "--before",
+            &(n + 1).to_string(),
+        ],
+        None,
+    );
+    assert!(!past.status.success(), "above the high watermark");
 
     ok(cli(port, &["topics", "delete", "cli"], None));
     assert!(

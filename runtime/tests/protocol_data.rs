@@ -1,5 +1,5 @@
-//! Produce, Fetch, ListOffsets and InitProducerId over TCP, across
-//! versions and record formats (spec: PRO-70 … PRO-82).
+//! Produce, Fetch, ListOffsets, DeleteRecords and InitProducerId over TCP,
+//! across versions and record formats (spec: PRO-28, PRO-70 … PRO-82).
 
 mod protocol_support;
 
@@ -7,13 +7,16 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use gregor_runtime::storage::record::{BatchBuilder, Codec, decode_records};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, FetchRequest, FetchResponse, InitProducerIdRequest,
-    ListOffsetsRequest, ProduceRequest, ProduceResponse, TopicName,
+    BrokerId, CreateTopicsRequest, DeleteRecordsRequest, FetchRequest, FetchResponse,
+    InitProducerIdRequest, ListOffsetsRequest, ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use protocol_support::{Conn, TestBroker, encode_request, get_str, put_str};
@@ -719,5 +722,173 @@ async fn long_poll_ignores_other_partitions() {
         started.elapsed() >= Duration::from_millis(750),
         "woken by another partition"
     );
+    b.stop().await;
+}
+
+fn delete_records_req(topic: &str, partition: i32, offset: i64) -> DeleteRecordsRequest {
+    DeleteRecordsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![
+            DeleteRecordsTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![
+                    DeleteRecordsPartition::default()
+                        .with_partition_index(partition)
+                        .with_offset(offset),
+                ]),
+        ])
+}
+
+/// (error code, low watermark) of the only partition answered.
+fn deleted(resp: &kafka_protocol::messages::DeleteRecordsResponse) -> (i16, i64) {
+    let p = &resp.topics[0].partitions[0];
+    (p.error_code, p.low_watermark)
+}
+
+fn segment_count(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "log"))
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+// spec: PRO-28, REP-71, STO-51
+#[tokio::test]
+async fn delete_records_moves_the_log_start_and_survives_a_restart() {
+    let extra = [
+        ("log.segment.bytes", "600"),
+        ("log.retention.check.interval.ms", "100"),
+    ];
+    let b = TestBroker::start(&extra).await;
+    let mut c = b.connect().await;
+    create_topic(&mut c, "t", 1).await;
+    let compacted = CreateTopicsRequest::default().with_topics(vec![
+        CreatableTopic::default()
+            .with_name(name("kept"))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+            .with_configs(vec![
+                CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_static_str("cleanup.policy"))
+                    .with_value(Some(StrBytes::from_static_str("compact"))),
+            ]),
+    ]);
+    assert_eq!(c.call(4, 1, &compacted).await.topics[0].error_code, 0);
+    for i in 0..10 {
+        let resp = c
+            .call(
+                7,
+                i,
+                &produce_req("t", 0, batch(10, now_ms(), Codec::None), 1),
+            )
+            .await;
+        assert_eq!(first_partition(&resp), (0, 10 * i64::from(i)));
+    }
+    let resp = c
+        .call(
+            7,
+            20,
+            &produce_req("kept", 0, batch(10, now_ms(), Codec::None), 1),
+        )
+        .await;
+    assert_eq!(first_partition(&resp).0, 0);
+    let dir = b.dir.path().join("t-0");
+    let segments_before = segment_count(&dir);
+    assert!(segments_before >= 3, "{segments_before} segments");
+    let earliest =
+        |r: kafka_protocol::messages::ListOffsetsResponse| r.topics[0].partitions[0].offset;
+
+    // v0: up to offset 25; reads below it fail, at it succeed.
+    assert_eq!(
+        deleted(&c.call(0, 30, &delete_records_req("t", 0, 25)).await),
+        (0, 25)
+    );
+    assert_eq!(
+        earliest(c.call(5, 31, &list_offsets_req("t", -2)).await),
+        25
+    );
+    assert_eq!(
+        fetched(&c.call(11, 32, &fetch_req("t", 0, 10, 0, 0)).await).0,
+        1
+    );
+    let (err, _, recs) = fetched(&c.call(11, 33, &fetch_req("t", 0, 25, 0, 0)).await);
+    assert_eq!(err, 0);
+    let first = decode_records(&recs, 0).unwrap();
+    assert!(
+        first.iter().any(|r| r.offset == 25),
+        "the record at the new start is served"
+    );
+    // v1: past the high watermark is refused and changes nothing.
+    assert_eq!(
+        deleted(&c.call(1, 34, &delete_records_req("t", 0, 101)).await),
+        (1, -1)
+    );
+    assert_eq!(
+        deleted(&c.call(1, 35, &delete_records_req("t", 0, -5)).await),
+        (1, -1)
+    );
+    assert_eq!(
+        earliest(c.call(5, 36, &list_offsets_req("t", -2)).await),
+        25
+    );
+    // v2 (flexible): -1 means the high watermark.
+    assert_eq!(
+        deleted(&c.call(2, 37, &delete_records_req("t", 0, -1)).await),
+        (0, 100)
+    );
+    // Below the start: nothing moves; the answer is the current start.
+    assert_eq!(
+        deleted(&c.call(2, 38, &delete_records_req("t", 0, 10)).await),
+        (0, 100)
+    );
+    assert_eq!(
+        deleted(&c.call(2, 39, &delete_records_req("t", 7, 0)).await),
+        (3, -1)
+    );
+    assert_eq!(
+        deleted(&c.call(2, 40, &delete_records_req("nope", 0, 0)).await),
+        (3, -1)
+    );
+    // A compacted topic keeps its records (POLICY_VIOLATION).
+    assert_eq!(
+        deleted(&c.call(2, 41, &delete_records_req("kept", 0, 5)).await),
+        (44, -1)
+    );
+    assert_eq!(
+        earliest(c.call(5, 42, &list_offsets_req("kept", -2)).await),
+        0
+    );
+    // The segments wholly below the start are deleted by retention.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while segment_count(&dir) != 1 {
+        assert!(Instant::now() < deadline, "old segments never deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The start survives a restart, and new records follow it.
+    let data = b.stop().await;
+    let b = TestBroker::start_in(data, &extra).await;
+    let mut c = b.connect().await;
+    assert_eq!(
+        earliest(c.call(5, 1, &list_offsets_req("t", -2)).await),
+        100
+    );
+    assert_eq!(
+        fetched(&c.call(11, 2, &fetch_req("t", 0, 50, 0, 0)).await).0,
+        1
+    );
+    let resp = c
+        .call(
+            7,
+            3,
+            &produce_req("t", 0, batch(10, now_ms(), Codec::None), 1),
+        )
+        .await;
+    assert_eq!(first_partition(&resp), (0, 100));
     b.stop().await;
 }

@@ -649,8 +649,12 @@ async fn follower_below_the_leader_log_start_restarts_there() {
     .await;
     let mut leader = c.client(1).await;
     assert_eq!(produce(&mut leader, -1, 10_000, &["first"]).await, (0, 0));
+    // Broker 3 stops following; the others go on without it, so the high
+    // watermark moves and retention may delete below it (STO-59).
     c.controller
         .send(&c.tp, &state(None, 2, 2, &[1, 2, 3]), Some(&[3]));
+    c.controller
+        .send(&c.tp, &state(Some(1), 2, 2, &[1, 2]), Some(&[1, 2]));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let value = "v".repeat(100);
     for i in 0..60 {
@@ -672,4 +676,63 @@ async fn follower_below_the_leader_log_start_restarts_there() {
         one.ends_with(&three) || three.ends_with(&one),
         "the same offsets hold the same records"
     );
+}
+
+/// DeleteRecords v2 on broker `c`'s connection; (error code, low watermark).
+async fn delete_records(c: &mut Client, offset: i64) -> (i16, i64) {
+    use kafka_protocol::messages::DeleteRecordsRequest;
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    let req = DeleteRecordsRequest::default()
+        .with_timeout_ms(1000)
+        .with_topics(vec![
+            DeleteRecordsTopic::default()
+                .with_name(name(TOPIC))
+                .with_partitions(vec![
+                    DeleteRecordsPartition::default()
+                        .with_partition_index(0)
+                        .with_offset(offset),
+                ]),
+        ]);
+    let resp = c.call(2, &req).await.unwrap();
+    let p = &resp.topics[0].partitions[0];
+    (p.error_code, p.low_watermark)
+}
+
+/// REP-71, REP-72: DeleteRecords on the leader moves its log start up to
+/// the high watermark; the followers' starts follow on their next fetch; a
+/// follower refuses the request; consumers below the start get
+/// OFFSET_OUT_OF_RANGE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_records_on_the_leader_reaches_the_followers() {
+    let c = Cluster::start("10000", "2").await;
+    let mut leader = c.client(1).await;
+    for i in 0..5 {
+        assert_eq!(
+            produce(&mut leader, -1, 10_000, &["a", "b"]).await,
+            (0, 2 * i)
+        );
+    }
+    assert_eq!(delete_records(&mut leader, 11).await, (1, -1));
+    assert_eq!(delete_records(&mut leader, 6).await, (0, 6));
+    assert_eq!(c.log_start(1), 6);
+    eventually("the followers' starts follow", || {
+        c.log_start(2) == 6 && c.log_start(3) == 6
+    })
+    .await;
+    let mut two = c.client(2).await;
+    assert_eq!(delete_records(&mut two, 8).await, (6, -1));
+    assert_eq!(consume(&mut leader, 2, 1).await.0, 1);
+    let (err, _, values) = consume(&mut leader, 6, 1).await;
+    assert_eq!(err, 0);
+    assert!(values.iter().any(|(o, _)| *o == 6));
+    assert_eq!(delete_records(&mut leader, -1).await, (0, 10));
+    eventually("the followers' starts reach the high watermark", || {
+        c.log_start(2) == 10 && c.log_start(3) == 10
+    })
+    .await;
+    // New records go on from there, on every replica.
+    assert_eq!(produce(&mut leader, -1, 10_000, &["c"]).await, (0, 10));
+    assert_eq!(c.records(2), vec![(10, b"c".to_vec())]);
 }

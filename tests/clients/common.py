@@ -97,7 +97,8 @@ class Pacer:
 def base_parser(description):
     p = argparse.ArgumentParser(description=description)
     p.add_argument("command", choices=["produce", "consume", "offsets-for-times", "create-topic",
-                                        "group-consume", "create-partitions", "alter-config"])
+                                        "group-consume", "create-partitions", "alter-config",
+                                        "delete-records"])
     p.add_argument("--bootstrap", required=True)
     p.add_argument("--config", action="append", default=[],
                    help="alter-config: key=value to set (repeatable)")
@@ -114,6 +115,9 @@ def base_parser(description):
     p.add_argument("--timestamp", type=int, nargs="+",
                    help="offsets-for-times: targets, one offset printed per line")
     p.add_argument("--partition", type=int, default=0)
+    p.add_argument("--before", type=int, default=-1,
+                   help="delete-records: delete the records of --partition below this "
+                        "offset (-1: up to the high watermark)")
     p.add_argument("--max-in-flight", type=int, default=0,
                    help="produce requests in flight per connection (0: client default)")
     p.add_argument("--allow-errors", action="store_true",

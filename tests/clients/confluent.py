@@ -7,6 +7,7 @@ partitions (assign, no group management) and prints them.
 offsets-for-times: prints the offset for --timestamp in --partition.
 create-topic: creates --topic with --partitions partitions.
 create-partitions: grows --topic to --partitions partitions.
+delete-records: deletes the records of --partition below --before.
 group-consume: subscribes to --topic as a member of --group and prints the
 records it receives; "# assign P,…" after each rebalance, "# revoke P,…",
 "# commit P OFFSET" for every committed position (synchronous commit after
@@ -159,6 +160,15 @@ def alter_config(a):
             say("config %s %s %s" % (k, got[k].value, got[k].source))
 
 
+def delete_records(a):
+    """DeleteRecords below --before in --partition; prints `low_watermark N`."""
+    admin = AdminClient({"bootstrap.servers": a.bootstrap})
+    fs = admin.delete_records([TopicPartition(a.topic, a.partition, a.before)],
+                              request_timeout=a.timeout)
+    for _, f in fs.items():
+        say("low_watermark %d" % f.result(a.timeout).low_watermark)
+
+
 def group_consume(a):
     conf = {
         "bootstrap.servers": a.bootstrap,
@@ -217,7 +227,8 @@ def main():
     try:
         {"produce": produce, "consume": consume, "offsets-for-times": offsets_for_times,
          "create-topic": create_topic, "create-partitions": create_partitions,
-         "group-consume": group_consume, "alter-config": alter_config}[a.command](a)
+         "group-consume": group_consume, "alter-config": alter_config,
+         "delete-records": delete_records}[a.command](a)
     except KafkaException as e:
         fail(str(e))
     sys.stdout.flush()

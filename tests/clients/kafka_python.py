@@ -92,6 +92,18 @@ def offsets_for_times(a):
     c.close()
 
 
+def delete_records(a):
+    """DeleteRecords below --before in --partition; prints `low_watermark N`."""
+    from kafka.admin import KafkaAdminClient
+    admin = KafkaAdminClient(bootstrap_servers=a.bootstrap, **version(a))
+    res = admin.delete_records({TopicPartition(a.topic, a.partition): a.before},
+                               timeout_ms=int(a.timeout * 1000))
+    for _, r in res.items():
+        low = r["low_watermark"] if isinstance(r, dict) else r.low_watermark
+        say("low_watermark %d" % low)
+    admin.close()
+
+
 def group_consume(a):
     """Subscribes as a member of --group; commits synchronously after every
     batch unless --auto-commit (same output as confluent.py)."""
@@ -143,7 +155,8 @@ def main():
     a = base_parser(__doc__).parse_args()
     try:
         {"produce": produce, "consume": consume,
-         "offsets-for-times": offsets_for_times, "group-consume": group_consume}[a.command](a)
+         "offsets-for-times": offsets_for_times, "group-consume": group_consume,
+         "delete-records": delete_records}[a.command](a)
     except KafkaError as e:
         fail(repr(e))
     sys.stdout.flush()
