@@ -1,5 +1,6 @@
-//! Metadata, CreateTopics, DeleteTopics, CreatePartitions and
-//! DescribeConfigs over TCP, across versions (spec: PRO-20..PRO-25, PRO-62).
+//! Metadata, DescribeCluster, CreateTopics, DeleteTopics, CreatePartitions
+//! and DescribeConfigs over TCP, across versions (spec: PRO-20..PRO-25,
+//! PRO-29, PRO-62).
 
 mod protocol_support;
 
@@ -103,6 +104,47 @@ async fn metadata_lists_broker_and_auto_creates_across_versions() {
     assert_eq!(get_str(&mut r), "127.0.0.1");
     assert_eq!(r.get_i32(), i32::from(b.addr.port()));
     assert_eq!(r.get_i32(), 12, "v0 lists all topics");
+    b.stop().await;
+}
+
+// spec: PRO-29
+#[tokio::test]
+async fn describe_cluster_gives_the_metadata_brokers_and_controller() {
+    use kafka_protocol::messages::DescribeClusterRequest;
+    let b = TestBroker::start(&[("broker.rack", "r1")]).await;
+    let mut c = b.connect().await;
+    let meta = c
+        .call(12, 1, &MetadataRequest::default().with_topics(None))
+        .await;
+    for v in 0..=2 {
+        let resp = c
+            .call(
+                v,
+                10 + i32::from(v),
+                &DescribeClusterRequest::default().with_endpoint_type(1),
+            )
+            .await;
+        assert_eq!(resp.error_code, 0, "v{v}");
+        assert_eq!(Some(&resp.cluster_id), meta.cluster_id.as_ref(), "v{v}");
+        assert_eq!(resp.controller_id.0, 0);
+        assert_eq!(resp.brokers.len(), 1);
+        let broker = &resp.brokers[0];
+        assert_eq!(broker.broker_id.0, 0);
+        assert_eq!(broker.host.as_str(), "127.0.0.1");
+        assert_eq!(broker.port, i32::from(b.addr.port()));
+        assert_eq!(broker.rack.as_ref().map(|r| r.as_str()), Some("r1"));
+        assert!(!broker.is_fenced);
+        assert_eq!(resp.cluster_authorized_operations, i32::MIN);
+    }
+    // The controllers' endpoints are a KRaft notion a broker does not serve.
+    let resp = c
+        .call(
+            1,
+            20,
+            &DescribeClusterRequest::default().with_endpoint_type(2),
+        )
+        .await;
+    assert_eq!(resp.error_code, 119, "UNSUPPORTED_ENDPOINT_TYPE");
     b.stop().await;
 }
 

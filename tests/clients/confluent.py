@@ -8,6 +8,7 @@ offsets-for-times: prints the offset for --timestamp in --partition.
 create-topic: creates --topic with --partitions partitions.
 create-partitions: grows --topic to --partitions partitions.
 delete-records: deletes the records of --partition below --before.
+describe-cluster: prints the cluster id, the controller and the brokers.
 group-consume: subscribes to --topic as a member of --group and prints the
 records it receives; "# assign P,…" after each rebalance, "# revoke P,…",
 "# commit P OFFSET" for every committed position (synchronous commit after
@@ -169,6 +170,17 @@ def delete_records(a):
         say("low_watermark %d" % f.result(a.timeout).low_watermark)
 
 
+def describe_cluster(a):
+    """DescribeCluster; prints `cluster ID`, `controller ID` and one
+    `broker ID HOST:PORT RACK` line per broker."""
+    admin = AdminClient({"bootstrap.servers": a.bootstrap})
+    d = admin.describe_cluster(request_timeout=a.timeout).result(a.timeout)
+    say("cluster %s" % d.cluster_id)
+    say("controller %d" % (d.controller.id if d.controller else -1))
+    for n in d.nodes:
+        say("broker %d %s:%d %s" % (n.id, n.host, n.port, n.rack or "-"))
+
+
 def group_consume(a):
     conf = {
         "bootstrap.servers": a.bootstrap,
@@ -228,7 +240,7 @@ def main():
         {"produce": produce, "consume": consume, "offsets-for-times": offsets_for_times,
          "create-topic": create_topic, "create-partitions": create_partitions,
          "group-consume": group_consume, "alter-config": alter_config,
-         "delete-records": delete_records}[a.command](a)
+         "delete-records": delete_records, "describe-cluster": describe_cluster}[a.command](a)
     except KafkaException as e:
         fail(str(e))
     sys.stdout.flush()

@@ -1,7 +1,8 @@
 //! `gregor produce`, `gregor consume` and `gregor perf` against a
 //! three-broker ZooKeeper cluster through a single bootstrap broker: every
 //! request reaches its partition's leader, also after the leader of a
-//! partition is killed (spec: E2E-30, PRD-7, PRD-8). The tests of this file run
+//! partition is killed (spec: E2E-30, PRD-7, PRD-8); librdkafka's
+//! DescribeCluster names every broker (PRO-29). The tests of this file run
 //! one at a time (the cluster harness serialises them).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -161,6 +162,31 @@ fn produce_through_one_broker_and_consume_through_another_reach_every_leader() {
             "broker {follower} is no leader of {topic}-{p} and must refuse to serve it"
         );
     }
+
+    // spec: PRO-29 — librdkafka's DescribeCluster through any broker names
+    // every broker and the controller the metadata names.
+    let out = run_with_timeout(
+        py_client(c.python(), "confluent.py")
+            .args(["describe-cluster", "--bootstrap", &c.node(b).bootstrap()])
+            .args(["--topic", topic, "--timeout", "20"]),
+        LIMIT,
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let described: BTreeSet<i32> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# broker "))
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(described, ids.iter().copied().collect(), "{text}");
+    assert!(
+        text.contains(&format!("# controller {}\n", m.controller)),
+        "{text}"
+    );
 
     // A comma-separated bootstrap list whose first address is dead works.
     let dead = format!("127.0.0.1:{}", free_port());

@@ -56,6 +56,8 @@ pub enum ErrorCode {
     InvalidRequest = 42,
     /// The records break the record format's rules.
     UnsupportedForMessageFormat = 43,
+    /// DescribeCluster asked a broker for the controllers' endpoints.
+    UnsupportedEndpointType = 119,
     /// The request breaks a topic's policy (DeleteRecords on a topic whose
     /// `cleanup.policy` lacks `delete`).
     PolicyViolation = 44,

@@ -154,23 +154,89 @@ pub async fn handle(
         }
     }
 
-    // spec: CLU-31 — the address of the listener the request came in on.
+    let cluster = embedded_cluster(broker, image.cluster_id.clone());
+    let resp = MetadataResponse::default()
+        .with_brokers(metadata_brokers(&cluster))
+        .with_cluster_id(Some(sb(cluster.cluster_id)))
+        .with_controller_id(BrokerId(cluster.controller_id))
+        .with_topics(topics);
+    encode_body(&resp, v).map(Some)
+}
+
+/// The brokers, cluster id and controller a client is told about
+/// (Metadata, DescribeCluster).
+#[derive(Debug, Clone)]
+pub(crate) struct ClusterSummary {
+    pub cluster_id: String,
+    /// The controller's id, -1 when none is known.
+    pub controller_id: i32,
+    /// (id, host, port, rack) of every live broker at the listener the
+    /// request came in on.
+    pub brokers: Vec<(i32, String, i32, Option<String>)>,
+}
+
+/// This broker alone, at the listener the request came in on (spec: CLU-31).
+fn embedded_cluster(broker: &Broker, cluster_id: String) -> ClusterSummary {
     let adv = match crate::server::current_listener().filter(|l| !l.is_empty()) {
         Some(l) => broker.advertised_on(&l),
         None => broker.advertised(),
     };
-    let resp = MetadataResponse::default()
-        .with_brokers(vec![
+    let me = broker.config.broker_id;
+    ClusterSummary {
+        cluster_id,
+        controller_id: me,
+        brokers: vec![(me, adv.host, adv.port, broker.config.rack.clone())],
+    }
+}
+
+/// Every registered broker at the listener the request came in on, from
+/// the ZooKeeper cache (spec: CLU-31, CLU-32).
+fn zk_cluster(broker: &Broker, view: &ClusterView) -> ClusterSummary {
+    let listener = crate::server::current_listener()
+        .filter(|l| !l.is_empty())
+        .map_or_else(
+            || broker.config.listeners[0].name.clone(),
+            |l| l.to_string(),
+        );
+    let brokers = view
+        .brokers
+        .iter()
+        .filter_map(|(id, b)| {
+            let (host, port) = b.registration.endpoint(&listener)?;
+            Some((
+                id.0,
+                host.to_string(),
+                i32::from(port),
+                b.registration.rack.clone(),
+            ))
+        })
+        .collect();
+    ClusterSummary {
+        cluster_id: view.cluster_id.clone(),
+        controller_id: view.controller.map_or(-1, |c| c.0),
+        brokers,
+    }
+}
+
+/// The cluster as this broker knows it now, in either mode.
+pub(crate) fn cluster_summary(broker: &Broker) -> ClusterSummary {
+    match broker.metadata.zk() {
+        Some(zk) => zk_cluster(broker, &zk.view()),
+        None => embedded_cluster(broker, broker.metadata.image().cluster_id.clone()),
+    }
+}
+
+fn metadata_brokers(c: &ClusterSummary) -> Vec<MetadataResponseBroker> {
+    c.brokers
+        .iter()
+        .map(|(id, host, port, rack)| {
             MetadataResponseBroker::default()
-                .with_node_id(BrokerId(me))
-                .with_host(sb(adv.host))
-                .with_port(adv.port)
-                .with_rack(cfg.rack.clone().map(sb)),
-        ])
-        .with_cluster_id(Some(sb(image.cluster_id.clone())))
-        .with_controller_id(BrokerId(me))
-        .with_topics(topics);
-    encode_body(&resp, v).map(Some)
+                .with_node_id(BrokerId(*id))
+                .with_host(sb(host.clone()))
+                .with_port(*port)
+                .with_rack(rack.clone().map(sb))
+        })
+        .collect()
 }
 
 fn error_entry(name: &str, code: ErrorCode) -> MetadataResponseTopic {
@@ -277,27 +343,11 @@ async fn zk_response(
         }
     }
     // spec: CLU-31 — endpoints of the listener the request came in on.
-    let listener = crate::server::current_listener()
-        .filter(|l| !l.is_empty())
-        .map_or_else(|| cfg.listeners[0].name.clone(), |l| l.to_string());
-    let brokers = view
-        .brokers
-        .iter()
-        .filter_map(|(id, b)| {
-            let (host, port) = b.registration.endpoint(&listener)?;
-            Some(
-                MetadataResponseBroker::default()
-                    .with_node_id(BrokerId(id.0))
-                    .with_host(sb(host))
-                    .with_port(i32::from(port))
-                    .with_rack(b.registration.rack.clone().map(sb)),
-            )
-        })
-        .collect();
+    let cluster = zk_cluster(broker, &view);
     let resp = MetadataResponse::default()
-        .with_brokers(brokers)
-        .with_cluster_id(Some(sb(view.cluster_id.clone())))
-        .with_controller_id(BrokerId(view.controller.map_or(-1, |c| c.0)))
+        .with_brokers(metadata_brokers(&cluster))
+        .with_cluster_id(Some(sb(cluster.cluster_id)))
+        .with_controller_id(BrokerId(cluster.controller_id))
         .with_topics(topics);
     encode_body(&resp, v).map(Some)
 }
