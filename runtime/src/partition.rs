@@ -1201,6 +1201,32 @@ impl Partitions {
         result
     }
 
+    /// Every log directory with its partition logs (DescribeLogDirs, spec:
+    /// PRO-31): size on disk and `max(0, high watermark − log end)` as the
+    /// offset lag, as Kafka reports for a current (not future) log.
+    pub fn log_dirs(&self) -> Vec<(crate::storage::manager::DirUsage, Vec<i64>)> {
+        let guard = self.lock();
+        let Some(mgr) = guard.mgr.as_ref() else {
+            return Vec::new();
+        };
+        mgr.dir_usage()
+            .into_iter()
+            .map(|d| {
+                let lags = d
+                    .partitions
+                    .iter()
+                    .map(|(tp, _, end)| {
+                        guard
+                            .slots
+                            .get(tp)
+                            .map_or(0, |s| (s.replica.high_watermark().get() - end).max(0))
+                    })
+                    .collect();
+                (d, lags)
+            })
+            .collect()
+    }
+
     /// DeleteRecords as the partition's leader (spec: PRO-28, REP-71):
     /// moves the log start to `offset` (-1: the high watermark), never past
     /// the high watermark, and returns the log start afterwards (the low

@@ -98,7 +98,8 @@ def base_parser(description):
     p = argparse.ArgumentParser(description=description)
     p.add_argument("command", choices=["produce", "consume", "offsets-for-times", "create-topic",
                                         "group-consume", "create-partitions", "alter-config",
-                                        "delete-records", "describe-cluster"])
+                                        "delete-records", "describe-cluster",
+                                        "describe-log-dirs"])
     p.add_argument("--bootstrap", required=True)
     p.add_argument("--config", action="append", default=[],
                    help="alter-config: key=value to set (repeatable)")

@@ -104,6 +104,22 @@ def delete_records(a):
     admin.close()
 
 
+def describe_log_dirs(a):
+    """DescribeLogDirs of every broker; prints `logdir PATH TOTAL USABLE`
+    and `partition TOPIC P SIZE LAG` lines."""
+    from kafka.admin import KafkaAdminClient
+    admin = KafkaAdminClient(bootstrap_servers=a.bootstrap, **version(a))
+    for b in admin.describe_log_dirs():
+        for d in b["log_dirs"]:
+            say("logdir %s %d %d" % (d["log_dir"], d.get("total_bytes", -1),
+                                     d.get("usable_bytes", -1)))
+            for t in d["topics"]:
+                for p in t["partitions"]:
+                    say("partition %s %d %d %d" % (t["name"], p["partition_index"],
+                                                   p["partition_size"], p["offset_lag"]))
+    admin.close()
+
+
 def group_consume(a):
     """Subscribes as a member of --group; commits synchronously after every
     batch unless --auto-commit (same output as confluent.py)."""
@@ -156,7 +172,7 @@ def main():
     try:
         {"produce": produce, "consume": consume,
          "offsets-for-times": offsets_for_times, "group-consume": group_consume,
-         "delete-records": delete_records}[a.command](a)
+         "delete-records": delete_records, "describe-log-dirs": describe_log_dirs}[a.command](a)
     except KafkaError as e:
         fail(repr(e))
     sys.stdout.flush()

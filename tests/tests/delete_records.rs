@@ -2,7 +2,8 @@
 //! kafka-python's DeleteRecords move the log start, consumers that start
 //! from the beginning begin there, a later offset than the high watermark
 //! and a compacted topic are refused with Kafka's errors, and the start
-//! survives a kill -9 (spec: E2E-31, PRO-28, REP-71).
+//! survives a kill -9 (spec: E2E-31, PRO-28, REP-71); kafka-python's
+//! DescribeLogDirs reports the partition's size (PRO-31).
 
 use tests::*;
 
@@ -53,6 +54,27 @@ fn admin_clients_delete_records_and_consumers_start_after_them() {
         py_produce(&py, "confluent.py", &b, "trimmed", &recs, &[]).len(),
         100
     );
+    // spec: PRO-31 — kafka-python's DescribeLogDirs sees the log's bytes.
+    let out = run_ok(
+        py_client(&py, "kafka_python.py").args([
+            "describe-log-dirs",
+            "--bootstrap",
+            &b.bootstrap(),
+            "--topic",
+            "-",
+        ]),
+        CLIENT_LIMIT,
+        &b,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dir = b.data_dir().display().to_string();
+    assert!(text.contains(&format!("# logdir {dir} ")), "{text}");
+    let size: i64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# partition trimmed 0 "))
+        .and_then(|rest| rest.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no size for trimmed-0 in {text}"));
+    assert!(size > 100 * 20, "100 records take {size} bytes");
     assert_eq!(
         delete_records(&py, "confluent.py", &b, "trimmed", 40),
         Ok(40)

@@ -68,6 +68,7 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
     api(ApiKey::OffsetForLeaderEpoch, 0, 4, 4),
     api(ApiKey::DescribeConfigs, 0, 4, 4),
     api(ApiKey::AlterConfigs, 0, 2, 2),
+    api(ApiKey::DescribeLogDirs, 0, 4, 2),
     api(ApiKey::CreatePartitions, 0, 3, 2),
     api(ApiKey::DeleteGroups, 0, 2, 2),
     api(ApiKey::IncrementalAlterConfigs, 0, 1, 1),
@@ -243,6 +244,7 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
         ApiKey::DeleteRecords => apis::delete_records::handle(broker, &header, reader),
         ApiKey::CreatePartitions => apis::create_partitions::handle(broker, &header, reader).await,
         ApiKey::DescribeConfigs => apis::describe_configs::handle(broker, &header, reader),
+        ApiKey::DescribeLogDirs => apis::describe_log_dirs::handle(broker, &header, reader),
         ApiKey::DescribeCluster => apis::describe_cluster::handle(broker, &header, reader),
         ApiKey::AlterConfigs => apis::alter_configs::handle_alter(broker, &header, reader).await,
         ApiKey::IncrementalAlterConfigs => {

@@ -67,6 +67,39 @@ pub struct LogManager {
     high_watermarks: BTreeMap<TopicPartition, i64>,
 }
 
+/// One log directory as [`LogManager::dir_usage`] reports it.
+#[derive(Debug, Clone)]
+pub struct DirUsage {
+    /// The directory.
+    pub path: PathBuf,
+    /// (partition, bytes of its segment files, log end offset).
+    pub partitions: Vec<(TopicPartition, u64, i64)>,
+    /// Size of the file system holding it.
+    pub total_bytes: Option<u64>,
+    /// Bytes an unprivileged writer may still use there.
+    pub usable_bytes: Option<u64>,
+}
+
+/// (total, available) bytes of the file system holding `path`.
+fn disk_space(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path and `st` is written by the call
+    // before it is read, only when the call succeeds.
+    let st = unsafe {
+        if libc::statvfs(c.as_ptr(), st.as_mut_ptr()) != 0 {
+            return None;
+        }
+        st.assume_init()
+    };
+    let frsize = st.f_frsize as u64;
+    Some((
+        (st.f_blocks as u64).saturating_mul(frsize),
+        (st.f_bavail as u64).saturating_mul(frsize),
+    ))
+}
+
 /// Whether `topic` is a legal Kafka topic name.
 #[must_use]
 pub fn valid_topic_name(topic: &str) -> bool {
@@ -523,6 +556,32 @@ impl LogManager {
             m.log.flush_if_due(now_ms)?;
         }
         Ok(())
+    }
+
+    /// Every log directory with the partition logs in it: (partition,
+    /// bytes on disk, log end offset), in partition order, and the
+    /// directory's file system size and free space when they can be read
+    /// (DescribeLogDirs, spec: PRO-31).
+    #[must_use]
+    pub fn dir_usage(&self) -> Vec<DirUsage> {
+        self.dirs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let (total_bytes, usable_bytes) = disk_space(&d.path).unzip();
+                DirUsage {
+                    path: d.path.clone(),
+                    partitions: self
+                        .logs
+                        .iter()
+                        .filter(|(_, m)| m.dir == i)
+                        .map(|(tp, m)| (tp.clone(), m.log.size_bytes(), m.log.log_end()))
+                        .collect(),
+                    total_bytes,
+                    usable_bytes,
+                }
+            })
+            .collect()
     }
 
     /// Writes the three per-directory checkpoints (spec: STO-70).
