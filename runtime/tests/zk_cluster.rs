@@ -13,7 +13,8 @@ use gregor_core::replica::{IsrProposal, IsrResponse};
 use gregor_runtime::cluster::NewTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, FindCoordinatorRequest, MetadataRequest, MetadataResponse, TopicName,
+    AlterPartitionReassignmentsRequest, CreateTopicsRequest, FindCoordinatorRequest,
+    MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use protocol_support::Conn;
@@ -1005,5 +1006,163 @@ async fn log_directories_refuse_to_join_another_cluster() {
     assert!(registered.is_empty(), "registered anyway: {registered:?}");
     // Back at the right address it starts.
     let b = ZkBroker::start_in(0, &home, &[], dir).await;
+    b.stop().await;
+}
+
+fn reassign(topic: &str, moves: &[(i32, Option<&[i32]>)]) -> AlterPartitionReassignmentsRequest {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![
+            ReassignableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partitions(
+                    moves
+                        .iter()
+                        .map(|(p, r)| {
+                            ReassignablePartition::default()
+                                .with_partition_index(*p)
+                                .with_replicas(r.map(|r| {
+                                    r.iter()
+                                        .map(|b| kafka_protocol::messages::BrokerId(*b))
+                                        .collect()
+                                }))
+                        })
+                        .collect(),
+                ),
+        ])
+}
+
+/// (partition, error code) of every answered partition.
+fn reassigned(
+    resp: &kafka_protocol::messages::AlterPartitionReassignmentsResponse,
+) -> Vec<(i32, i16)> {
+    resp.responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| (p.partition_index, p.error_code))
+        .collect()
+}
+
+/// (topic, partition, replicas, adding, removing) of every listed move.
+fn ongoing(
+    resp: &kafka_protocol::messages::ListPartitionReassignmentsResponse,
+) -> Vec<(String, i32, Vec<i32>, Vec<i32>, Vec<i32>)> {
+    let v = |b: &[kafka_protocol::messages::BrokerId]| b.iter().map(|b| b.0).collect::<Vec<_>>();
+    resp.topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    v(&p.replicas),
+                    v(&p.adding_replicas),
+                    v(&p.removing_replicas),
+                )
+            })
+        })
+        .collect()
+}
+
+// spec: PRO-32, CLU-90
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_reassignments_are_recorded_listed_and_cancelled() {
+    use kafka_protocol::messages::ListPartitionReassignmentsRequest;
+    use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+    // No controller runs: a recorded request stays pending, so what is
+    // listed and cancelled does not race with the move itself.
+    let zk = ZkServer::start().await;
+    let root = zk.client("").await;
+    let writer = spawn_state_writer(
+        zk.client("")
+            .await
+            .chroot("/r")
+            .unwrap_or_else(|_| panic!("chroot")),
+    );
+    let connect = format!("{}/r", zk.connect());
+    let idle: gregor_runtime::cluster::zk::ControllerTask =
+        std::sync::Arc::new(|_client, _config, _id, mut stop| {
+            Box::pin(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+        });
+    let a = ZkBroker::start_with(0, &connect, &[], Some(idle.clone())).await;
+    let b = ZkBroker::start_with(1, &connect, &[], Some(idle)).await;
+    eventually(10, "both brokers registered", || {
+        a.zk().view().brokers.len() == 2
+    })
+    .await;
+    a.broker
+        .create_topic_async(
+            new_topic("moved", &[&[0], &[0]]),
+            false,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    eventually(10, "the topic's states", || {
+        a.zk()
+            .view()
+            .topics
+            .get("moved")
+            .is_some_and(|t| t.states.len() == 2)
+    })
+    .await;
+    let mut c = Conn::connect(a.addr).await;
+    let resp = c
+        .call(
+            0,
+            1,
+            &reassign(
+                "moved",
+                &[(0, Some(&[1, 0])), (1, Some(&[0, 7])), (5, Some(&[1]))],
+            ),
+        )
+        .await;
+    assert_eq!(resp.error_code, 0);
+    assert_eq!(
+        reassigned(&resp),
+        vec![(0, 0), (1, 39), (5, 3)],
+        "accepted; an unregistered broker; an unknown partition"
+    );
+    let resp = c.call(0, 2, &reassign("moved", &[(1, None)])).await;
+    assert_eq!(
+        reassigned(&resp),
+        vec![(1, 85)],
+        "NO_REASSIGNMENT_IN_PROGRESS"
+    );
+    let pending = || async {
+        let (d, _) = root.get_data("/r/admin/reassign_partitions").await.unwrap();
+        String::from_utf8(d).unwrap()
+    };
+    let text = pending().await;
+    assert!(text.contains(r#""replicas":[1,0]"#), "{text}");
+
+    let all = ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000);
+    let resp = c.call(0, 3, &all).await;
+    assert_eq!(resp.error_code, 0);
+    assert_eq!(
+        ongoing(&resp),
+        vec![("moved".to_owned(), 0, vec![1, 0], vec![1], vec![])]
+    );
+    let only_one = all.clone().with_topics(Some(vec![
+        ListPartitionReassignmentsTopics::default()
+            .with_name(TopicName(StrBytes::from_static_str("moved")))
+            .with_partition_indexes(vec![1]),
+    ]));
+    assert!(ongoing(&c.call(0, 4, &only_one).await).is_empty());
+
+    // Cancelling sends the partition back to its original replicas.
+    let resp = c.call(0, 5, &reassign("moved", &[(0, None)])).await;
+    assert_eq!(reassigned(&resp), vec![(0, 0)]);
+    assert!(ongoing(&c.call(0, 6, &all).await).is_empty());
+    let text = pending().await;
+    assert!(text.contains(r#""replicas":[0]"#), "{text}");
+
+    writer.abort();
+    a.stop().await;
     b.stop().await;
 }

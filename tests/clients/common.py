@@ -99,7 +99,7 @@ def base_parser(description):
     p.add_argument("command", choices=["produce", "consume", "offsets-for-times", "create-topic",
                                         "group-consume", "create-partitions", "alter-config",
                                         "delete-records", "describe-cluster",
-                                        "describe-log-dirs"])
+                                        "describe-log-dirs", "reassign", "list-reassignments"])
     p.add_argument("--bootstrap", required=True)
     p.add_argument("--config", action="append", default=[],
                    help="alter-config: key=value to set (repeatable)")
@@ -116,6 +116,9 @@ def base_parser(description):
     p.add_argument("--timestamp", type=int, nargs="+",
                    help="offsets-for-times: targets, one offset printed per line")
     p.add_argument("--partition", type=int, default=0)
+    p.add_argument("--replicas",
+                   help="reassign: target brokers of --partition, comma-separated, "
+                        "or 'cancel'")
     p.add_argument("--before", type=int, default=-1,
                    help="delete-records: delete the records of --partition below this "
                         "offset (-1: up to the high watermark)")

@@ -120,6 +120,33 @@ def describe_log_dirs(a):
     admin.close()
 
 
+def reassign(a):
+    """AlterPartitionReassignments of --partition to --replicas ('cancel':
+    none); prints `reassign TOPIC P RESULT` (ok or the error's name)."""
+    from kafka.admin import KafkaAdminClient
+    admin = KafkaAdminClient(bootstrap_servers=a.bootstrap, **version(a))
+    target = None if a.replicas == "cancel" else [int(b) for b in a.replicas.split(",")]
+    res = admin.alter_partition_reassignments({TopicPartition(a.topic, a.partition): target},
+                                              timeout_ms=int(a.timeout * 1000))
+    for tp, err in sorted(res.items()):
+        say("reassign %s %d %s" % (tp.topic, tp.partition,
+                                   "ok" if err is None else err.__name__))
+    admin.close()
+
+
+def list_reassignments(a):
+    """ListPartitionReassignments of every partition; prints
+    `ongoing TOPIC P REPLICAS ADDING REMOVING`."""
+    from kafka.admin import KafkaAdminClient
+    admin = KafkaAdminClient(bootstrap_servers=a.bootstrap, **version(a))
+    csv = lambda v: ",".join(str(b) for b in v) or "-"
+    for tp, r in sorted(admin.list_partition_reassignments(timeout_ms=int(a.timeout * 1000)).items()):
+        say("ongoing %s %d %s %s %s" % (tp.topic, tp.partition, csv(r["replicas"]),
+                                        csv(r["adding_replicas"]), csv(r["removing_replicas"])))
+    say("listed")
+    admin.close()
+
+
 def group_consume(a):
     """Subscribes as a member of --group; commits synchronously after every
     batch unless --auto-commit (same output as confluent.py)."""
@@ -172,7 +199,8 @@ def main():
     try:
         {"produce": produce, "consume": consume,
          "offsets-for-times": offsets_for_times, "group-consume": group_consume,
-         "delete-records": delete_records, "describe-log-dirs": describe_log_dirs}[a.command](a)
+         "delete-records": delete_records, "describe-log-dirs": describe_log_dirs,
+         "reassign": reassign, "list-reassignments": list_reassignments}[a.command](a)
     except KafkaError as e:
         fail(repr(e))
     sys.stdout.flush()

@@ -1,7 +1,8 @@
 //! Operations on a ZooKeeper cluster while producing: a reassignment onto a
 //! fourth broker, a rolling restart, two of three brokers down (acks=all
 //! must refuse), and a consumer group whose coordinator is killed
-//! (spec: E2E-16, E2E-24 … E2E-27). The single-node mode needing no
+//! (spec: E2E-16, E2E-24 … E2E-27), and a partition moved with
+//! kafka-python's reassignment API (E2E-32). The single-node mode needing no
 //! ZooKeeper is E2E-10 (`default_broker.rs`) and every other end-to-end
 //! test. The tests of this file run one at a time.
 
@@ -97,6 +98,115 @@ fn partition_reassigned_onto_a_fourth_broker_while_producing() {
         .map(|e| e.metadata().map_or(0, |m| m.len()))
         .sum();
     assert!(bytes > 0, "broker {fourth}'s copy of {topic}-0 is empty");
+}
+
+/// Runs a `kafka_python.py` admin command against the cluster and returns
+/// its `#` lines.
+fn kafka_python_admin(c: &Cluster, args: &[&str]) -> String {
+    let out = run_with_timeout(
+        py_client(c.python(), "kafka_python.py").args(args).args([
+            "--bootstrap",
+            &c.bootstrap(),
+            "--timeout",
+            "20",
+        ]),
+        Duration::from_secs(60),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "kafka_python.py {args:?} failed: {text}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.logs()
+    );
+    text
+}
+
+// spec: E2E-32, PRO-32
+#[test]
+fn kafka_python_moves_a_partition_with_the_reassignment_api() {
+    let topic = "api-moved";
+    let Some(mut c) = Cluster::start(3) else {
+        return;
+    };
+    c.create_topic(topic, 2);
+    let fourth = c.add_broker();
+    c.wait_meta(
+        Duration::from_secs(30),
+        "the fourth broker registered",
+        None,
+        |m| m.brokers.contains(&fourth),
+    );
+    let m = c.metadata(Some(topic)).expect("metadata");
+    let old = m.part(topic, 0).expect("partition 0").replicas.clone();
+    let mut new = old.clone();
+    new[0] = fourth;
+    let reassign = |p: &str, replicas: &str| {
+        kafka_python_admin(
+            &c,
+            &[
+                "reassign",
+                "--topic",
+                topic,
+                "--partition",
+                p,
+                "--replicas",
+                replicas,
+            ],
+        )
+    };
+    let text = reassign("1", "cancel");
+    assert!(
+        text.contains(&format!(
+            "# reassign {topic} 1 NoReassignmentInProgressError"
+        )),
+        "{text}"
+    );
+    let text = reassign("1", &format!("{},99", old[0]));
+    assert!(
+        text.contains(&format!(
+            "# reassign {topic} 1 InvalidReplicationAssignmentError"
+        )),
+        "an unregistered broker: {text}"
+    );
+    let text = reassign("0", &ids_csv(&new));
+    assert!(text.contains(&format!("# reassign {topic} 0 ok")), "{text}");
+    let want: std::collections::BTreeSet<i32> = new.iter().copied().collect();
+    c.wait_meta(
+        Duration::from_secs(90),
+        &format!("{topic}-0 moved from replicas {old:?} to {new:?}, all in sync"),
+        Some(topic),
+        |m| {
+            m.part(topic, 0).is_some_and(|p| {
+                p.replicas
+                    .iter()
+                    .copied()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    == want
+                    && p.fully_in_sync()
+            })
+        },
+    );
+    // Done: nothing is listed as ongoing any more, and partition 1 never
+    // moved.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = kafka_python_admin(&c, &["list-reassignments", "--topic", topic]);
+        assert!(text.contains("# listed"), "{text}");
+        if !text.contains("# ongoing") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still listed as ongoing: {text}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let m = c.metadata(Some(topic)).expect("metadata");
+    assert_eq!(m.part(topic, 1).expect("partition 1").replicas.len(), 3);
+    assert!(
+        !m.part(topic, 1)
+            .expect("partition 1")
+            .replicas
+            .contains(&fourth)
+    );
 }
 
 // spec: E2E-25

@@ -257,3 +257,101 @@ pub async fn wait_for_reassignment(
     }
     Ok(())
 }
+
+/// A partition being moved, as ListPartitionReassignments reports it
+/// (spec: PRO-32): its replicas, and those being added and removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OngoingReassignment {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The replicas now (target followed by the original replicas not in
+    /// it, CLU-76).
+    pub replicas: Vec<i32>,
+    /// Target replicas not in the original set.
+    pub adding: Vec<i32>,
+    /// Original replicas not in the target set.
+    pub removing: Vec<i32>,
+}
+
+/// Every partition under reassignment: those whose topic znode records
+/// replicas being added or removed (CLU-76), and those with a pending
+/// request entry the controller has not started yet, shown as step 1 will
+/// write them.
+pub async fn ongoing_reassignments(
+    client: &zk::Client,
+) -> Result<Vec<OngoingReassignment>, ReassignError> {
+    let mut topics: std::collections::BTreeMap<String, znodes::TopicZnode> =
+        std::collections::BTreeMap::new();
+    let names = match client.list_children(znodes::BROKER_TOPICS).await {
+        Ok(n) => n,
+        Err(zk::Error::NoNode) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    for name in names {
+        let path = znodes::topic_path(&name);
+        if let Some((d, _)) = zkio::data(client, &path).await? {
+            topics.insert(name, znodes::decode(&path, &d)?);
+        }
+    }
+    let mut out = Vec::new();
+    for (topic, t) in &topics {
+        for (key, replicas) in &t.partitions {
+            let Ok(partition) = key.parse::<i32>() else {
+                continue;
+            };
+            let adding = t.adding_replicas.get(key).cloned().unwrap_or_default();
+            let removing = t.removing_replicas.get(key).cloned().unwrap_or_default();
+            if !adding.is_empty() || !removing.is_empty() {
+                out.push(OngoingReassignment {
+                    topic: topic.clone(),
+                    partition,
+                    replicas: replicas.clone(),
+                    adding,
+                    removing,
+                });
+            }
+        }
+    }
+    if let Some((d, _)) = zkio::data(client, znodes::ADMIN_REASSIGN).await? {
+        let r: ReassignmentZnode = znodes::decode(znodes::ADMIN_REASSIGN, &d)?;
+        for e in r.partitions {
+            if out
+                .iter()
+                .any(|o| o.topic == e.topic && o.partition == e.partition)
+            {
+                continue;
+            }
+            let Some(current) = topics
+                .get(&e.topic)
+                .and_then(|t| t.partitions.get(&e.partition.to_string()))
+            else {
+                continue;
+            };
+            if *current == e.replicas {
+                continue;
+            }
+            let mut replicas = e.replicas.clone();
+            replicas.extend(current.iter().filter(|b| !e.replicas.contains(b)));
+            out.push(OngoingReassignment {
+                adding: e
+                    .replicas
+                    .iter()
+                    .copied()
+                    .filter(|b| !current.contains(b))
+                    .collect(),
+                removing: current
+                    .iter()
+                    .copied()
+                    .filter(|b| !e.replicas.contains(b))
+                    .collect(),
+                topic: e.topic,
+                partition: e.partition,
+                replicas,
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    Ok(out)
+}

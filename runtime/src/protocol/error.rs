@@ -56,6 +56,8 @@ pub enum ErrorCode {
     InvalidRequest = 42,
     /// The records break the record format's rules.
     UnsupportedForMessageFormat = 43,
+    /// A reassignment was cancelled where none is in progress.
+    NoReassignmentInProgress = 85,
     /// DescribeCluster asked a broker for the controllers' endpoints.
     UnsupportedEndpointType = 119,
     /// The request breaks a topic's policy (DeleteRecords on a topic whose

@@ -72,6 +72,8 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
     api(ApiKey::CreatePartitions, 0, 3, 2),
     api(ApiKey::DeleteGroups, 0, 2, 2),
     api(ApiKey::IncrementalAlterConfigs, 0, 1, 1),
+    api(ApiKey::AlterPartitionReassignments, 0, 0, 0),
+    api(ApiKey::ListPartitionReassignments, 0, 0, 0),
     api(ApiKey::DescribeCluster, 0, 2, 0),
 ];
 
@@ -244,6 +246,12 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
         ApiKey::DeleteRecords => apis::delete_records::handle(broker, &header, reader),
         ApiKey::CreatePartitions => apis::create_partitions::handle(broker, &header, reader).await,
         ApiKey::DescribeConfigs => apis::describe_configs::handle(broker, &header, reader),
+        ApiKey::AlterPartitionReassignments => {
+            apis::partition_reassignments::handle_alter(broker, &header, reader).await
+        }
+        ApiKey::ListPartitionReassignments => {
+            apis::partition_reassignments::handle_list(broker, &header, reader).await
+        }
         ApiKey::DescribeLogDirs => apis::describe_log_dirs::handle(broker, &header, reader),
         ApiKey::DescribeCluster => apis::describe_cluster::handle(broker, &header, reader),
         ApiKey::AlterConfigs => apis::alter_configs::handle_alter(broker, &header, reader).await,
