@@ -1046,10 +1046,11 @@ fn reassigned(
         .collect()
 }
 
-/// (topic, partition, replicas, adding, removing) of every listed move.
-fn ongoing(
-    resp: &kafka_protocol::messages::ListPartitionReassignmentsResponse,
-) -> Vec<(String, i32, Vec<i32>, Vec<i32>, Vec<i32>)> {
+/// (topic, partition, replicas, adding, removing) of a listed move.
+type Listed = (String, i32, Vec<i32>, Vec<i32>, Vec<i32>);
+
+/// Every listed move.
+fn ongoing(resp: &kafka_protocol::messages::ListPartitionReassignmentsResponse) -> Vec<Listed> {
     let v = |b: &[kafka_protocol::messages::BrokerId]| b.iter().map(|b| b.0).collect::<Vec<_>>();
     resp.topics
         .iter()
