@@ -1,6 +1,7 @@
 //! Metadata, DescribeCluster, DescribeLogDirs, CreateTopics, DeleteTopics,
 //! CreatePartitions and DescribeConfigs over TCP, across versions (spec:
-//! PRO-20..PRO-25, PRO-29, PRO-31, PRO-62).
+//! PRO-20..PRO-25, PRO-29, PRO-31, PRO-33, PRO-62), and ElectLeaders on a
+//! single broker.
 
 mod protocol_support;
 
@@ -238,6 +239,45 @@ async fn describe_log_dirs_reports_partition_sizes() {
     let resp = c.call(2, 20, &req).await;
     assert_eq!(sizes(&resp), vec![(1, 0, 0)]);
     assert_eq!(resp.results[0].topics.len(), 1);
+    b.stop().await;
+}
+
+// spec: PRO-33
+#[tokio::test]
+async fn elect_leaders_on_a_single_broker_needs_no_election() {
+    use kafka_protocol::messages::ElectLeadersRequest;
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.connect().await;
+    assert_eq!(
+        create(&mut c, 5, vec![creatable("led", 2, 1)]).await[0].1,
+        0
+    );
+    for v in 0..=2 {
+        let req = ElectLeadersRequest::default()
+            .with_timeout_ms(5000)
+            .with_topic_partitions(Some(vec![
+                TopicPartitions::default()
+                    .with_topic(name("led"))
+                    .with_partitions(vec![1, 9]),
+            ]));
+        let resp = c.call(v, 10 + i32::from(v), &req).await;
+        assert_eq!(resp.error_code, 0);
+        let got: Vec<(i32, i16)> = resp.replica_election_results[0]
+            .partition_result
+            .iter()
+            .map(|p| (p.partition_id, p.error_code))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(1, 84), (9, 3)],
+            "v{v}: ELECTION_NOT_NEEDED, unknown"
+        );
+        // Every partition: nothing to report.
+        let all = ElectLeadersRequest::default().with_topic_partitions(None);
+        let resp = c.call(v, 20 + i32::from(v), &all).await;
+        assert!(resp.replica_election_results.is_empty(), "v{v}");
+    }
     b.stop().await;
 }
 

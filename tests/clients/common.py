@@ -99,7 +99,8 @@ def base_parser(description):
     p.add_argument("command", choices=["produce", "consume", "offsets-for-times", "create-topic",
                                         "group-consume", "create-partitions", "alter-config",
                                         "delete-records", "describe-cluster",
-                                        "describe-log-dirs", "reassign", "list-reassignments"])
+                                        "describe-log-dirs", "reassign", "list-reassignments",
+                                        "elect-leaders"])
     p.add_argument("--bootstrap", required=True)
     p.add_argument("--config", action="append", default=[],
                    help="alter-config: key=value to set (repeatable)")

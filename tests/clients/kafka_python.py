@@ -147,6 +147,19 @@ def list_reassignments(a):
     admin.close()
 
 
+def elect_leaders(a):
+    """ElectLeaders (preferred) for --partition of --topic; prints
+    `elect TOPIC P ERROR_CODE` for every partition answered."""
+    from kafka.admin import KafkaAdminClient
+    admin = KafkaAdminClient(bootstrap_servers=a.bootstrap, **version(a))
+    resp = admin.elect_leaders(0, {a.topic: [a.partition]},
+                               timeout_ms=int(a.timeout * 1000), raise_errors=False)
+    for r in resp.replica_election_results:
+        for p in r.partition_result:
+            say("elect %s %d %d" % (r.topic, p.partition_id, p.error_code))
+    admin.close()
+
+
 def group_consume(a):
     """Subscribes as a member of --group; commits synchronously after every
     batch unless --auto-commit (same output as confluent.py)."""
@@ -200,7 +213,8 @@ def main():
         {"produce": produce, "consume": consume,
          "offsets-for-times": offsets_for_times, "group-consume": group_consume,
          "delete-records": delete_records, "describe-log-dirs": describe_log_dirs,
-         "reassign": reassign, "list-reassignments": list_reassignments}[a.command](a)
+         "reassign": reassign, "list-reassignments": list_reassignments,
+         "elect-leaders": elect_leaders}[a.command](a)
     except KafkaError as e:
         fail(repr(e))
     sys.stdout.flush()

@@ -2,7 +2,8 @@
 //! fourth broker, a rolling restart, two of three brokers down (acks=all
 //! must refuse), and a consumer group whose coordinator is killed
 //! (spec: E2E-16, E2E-24 … E2E-27), and a partition moved with
-//! kafka-python's reassignment API (E2E-32). The single-node mode needing no
+//! kafka-python's reassignment API (E2E-32), and a preferred leader
+//! elected on request (E2E-33). The single-node mode needing no
 //! ZooKeeper is E2E-10 (`default_broker.rs`) and every other end-to-end
 //! test. The tests of this file run one at a time.
 
@@ -206,6 +207,49 @@ fn kafka_python_moves_a_partition_with_the_reassignment_api() {
             .expect("partition 1")
             .replicas
             .contains(&fourth)
+    );
+}
+
+// spec: E2E-33, PRO-33, CLU-82
+#[test]
+fn kafka_python_elects_the_preferred_leader_on_request() {
+    let topic = "elected";
+    // Without the periodic rebalance, leadership only comes back on request.
+    let Some(mut c) = Cluster::start_with(3, &["auto.leader.rebalance.enable=false"]) else {
+        return;
+    };
+    let m = c.create_topic(topic, 3);
+    let preferred = m.part(topic, 0).expect("partition 0").replicas[0];
+    assert_eq!(m.part(topic, 0).expect("partition 0").leader, preferred);
+    let elect = |c: &Cluster| {
+        kafka_python_admin(c, &["elect-leaders", "--topic", topic, "--partition", "0"])
+    };
+    let text = elect(&c);
+    assert!(
+        text.contains(&format!("# elect {topic} 0 84")),
+        "ELECTION_NOT_NEEDED while the preferred replica leads: {text}"
+    );
+    // A clean stop hands its leaderships over; back in sync, it leads
+    // nothing.
+    c.sigterm(preferred);
+    c.restart(preferred);
+    let m = c.wait_meta(
+        Duration::from_secs(60),
+        &format!("broker {preferred} back in the ISR of {topic}-0"),
+        Some(topic),
+        |m| m.part(topic, 0).is_some_and(|p| p.fully_in_sync()),
+    );
+    let p0 = m.part(topic, 0).expect("partition 0");
+    assert_ne!(p0.leader, preferred, "leadership moved away: {p0:?}");
+    let text = elect(&c);
+    assert!(text.contains(&format!("# elect {topic} 0 0")), "{text}");
+    // The answer came after the election (every broker learns it through
+    // its own watch, a moment later).
+    c.wait_meta(
+        Duration::from_secs(10),
+        &format!("broker {preferred} leading {topic}-0 again"),
+        Some(topic),
+        |m| m.part(topic, 0).is_some_and(|p| p.leader == preferred),
     );
 }
 

@@ -43,6 +43,8 @@ pub const CONFIG_TOPICS: &str = "/config/topics";
 pub const ADMIN_DELETE_TOPICS: &str = "/admin/delete_topics";
 /// Pending partition reassignments.
 pub const ADMIN_REASSIGN: &str = "/admin/reassign_partitions";
+/// Pending preferred-leader elections (ElectLeaders).
+pub const ADMIN_PREFERRED_ELECTION: &str = "/admin/preferred_replica_election";
 /// Parent of controlled-shutdown requests.
 pub const ADMIN_CONTROLLED_SHUTDOWN: &str = "/admin/controlled_shutdown";
 /// The last producer-id block handed out.
@@ -296,6 +298,24 @@ pub struct ReassignmentEntry {
     pub partition: i32,
     /// The target replicas, preferred leader first.
     pub replicas: Vec<i32>,
+}
+
+/// `/admin/preferred_replica_election`, Kafka's format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreferredElectionZnode {
+    /// Format version (1).
+    pub version: i32,
+    /// The partitions whose preferred replica should lead.
+    pub partitions: Vec<ElectionEntry>,
+}
+
+/// One partition of a preferred-leader election request.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ElectionEntry {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
 }
 
 /// `/latest_producer_id_block`.

@@ -355,3 +355,58 @@ pub async fn ongoing_reassignments(
     out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
     Ok(out)
 }
+
+/// Adds `entries` to `/admin/preferred_replica_election` (created if
+/// missing), for the controller to elect each partition's preferred
+/// replica (spec: CLU-82). Version-conditional, retried on a race.
+pub async fn request_preferred_election(
+    client: &zk::Client,
+    entries: &[znodes::ElectionEntry],
+) -> Result<(), ReassignError> {
+    zkio::ensure_layout(client).await?;
+    loop {
+        let result = match zkio::data(client, znodes::ADMIN_PREFERRED_ELECTION).await? {
+            Some((d, stat)) => {
+                let mut r: znodes::PreferredElectionZnode =
+                    znodes::decode(znodes::ADMIN_PREFERRED_ELECTION, &d).unwrap_or(
+                        znodes::PreferredElectionZnode {
+                            version: 1,
+                            partitions: Vec::new(),
+                        },
+                    );
+                for e in entries {
+                    if !r.partitions.contains(e) {
+                        r.partitions.push(e.clone());
+                    }
+                }
+                client
+                    .set_data(
+                        znodes::ADMIN_PREFERRED_ELECTION,
+                        &znodes::encode(&r),
+                        Some(stat.version),
+                    )
+                    .await
+                    .map(|_| ())
+            }
+            None => {
+                let r = znodes::PreferredElectionZnode {
+                    version: 1,
+                    partitions: entries.to_vec(),
+                };
+                client
+                    .create(
+                        znodes::ADMIN_PREFERRED_ELECTION,
+                        &znodes::encode(&r),
+                        &zkio::persistent(),
+                    )
+                    .await
+                    .map(|_| ())
+            }
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(zk::Error::BadVersion | zk::Error::NodeExists | zk::Error::NoNode) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -50,6 +50,9 @@ pub struct Snapshot {
     pub reassignment: Option<(ReassignmentZnode, i32)>,
     /// Children of `/admin/controlled_shutdown` that parse as broker ids.
     pub shutting_down: BTreeSet<BrokerId>,
+    /// The partitions of `/admin/preferred_replica_election`, if it
+    /// exists (an unreadable one is empty).
+    pub preferred_election: Option<BTreeSet<TopicPartition>>,
 }
 
 /// The settings a pass depends on.
@@ -305,13 +308,51 @@ pub fn plan(
         plan_reassignment(snap, &topics, &original, &decided, &live, controller_epoch);
     txns.extend(reassign_txns);
 
+    // spec: CLU-82 — elections asked for through ElectLeaders.
+    let mut excluded = reassigning;
+    if let Some(requested) = &snap.preferred_election {
+        for tp in requested {
+            let Some((state, version)) = original.get(tp) else {
+                continue;
+            };
+            let Some(preferred) = state.replicas.first().copied() else {
+                continue;
+            };
+            if state.leader == Some(preferred)
+                || decided.contains_key(tp)
+                || excluded.contains(tp)
+                || !live.contains(&preferred)
+                || snap.shutting_down.contains(&preferred)
+                || !state.isr.contains(&preferred)
+            {
+                continue;
+            }
+            let mut next = state.clone();
+            next.leader = Some(preferred);
+            next.leader_epoch = next.leader_epoch.next();
+            txns.push(Txn {
+                what: format!("{tp}: preferred leader {} elected on request", preferred.0),
+                ops: vec![state_txn(tp, &next, *version, controller_epoch)],
+            });
+            excluded.insert(tp.clone());
+        }
+        // The request is done once this pass's writes applied; a conflict
+        // leaves it for the next pass.
+        after.push(Txn {
+            what: "preferred-leader election request handled".into(),
+            ops: vec![WriteOp::Delete {
+                path: znodes::ADMIN_PREFERRED_ELECTION.to_owned(),
+            }],
+        });
+    }
+
     if rebalance {
         txns.extend(plan_rebalance(
             config,
             &topics,
             &original,
             &decided,
-            &reassigning,
+            &excluded,
             &live,
             controller_epoch,
         ));
@@ -875,6 +916,42 @@ mod tests {
         let (path, s, _) = written_state(&p.txns[0]);
         assert_eq!(path, "/brokers/topics/t/partitions/3/state");
         assert_eq!((s.leader, s.leader_epoch), (1, 2));
+    }
+
+    /// CLU-82: a requested election moves leadership to the preferred
+    /// replica whatever the imbalance, only when it is live and in the
+    /// ISR, and the request goes once the pass's writes applied.
+    #[test]
+    fn requested_preferred_elections() {
+        let mut snap = Snapshot::default();
+        snap.brokers.extend([broker(1, false), broker(2, false)]);
+        let assignment: Vec<&[i32]> = vec![&[1, 2], &[1, 2], &[1, 2], &[3, 2]];
+        let states: Vec<(i32, &[i32], i32)> =
+            vec![(2, &[1, 2], 1), (2, &[2], 1), (1, &[1, 2], 0), (2, &[2], 1)];
+        snap.topics.insert("t".into(), topic(&assignment, &states));
+        let p = plan(&snap, &config(false), &BTreeMap::new(), 1, false);
+        assert!(p.txns.is_empty() && p.after.is_empty(), "nothing asked");
+        snap.preferred_election = Some((0..5).map(|p| TopicPartition::new("t", p)).collect());
+        let p = plan(&snap, &config(false), &BTreeMap::new(), 1, false);
+        // Partition 1: preferred not in the ISR; 2: already leads; 3:
+        // preferred not registered; 4: no such partition.
+        assert_eq!(p.txns.len(), 1, "{:?}", p.txns);
+        let (path, s, version) = written_state(&p.txns[0]);
+        assert_eq!(path, "/brokers/topics/t/partitions/0/state");
+        assert_eq!((s.leader, s.leader_epoch, version), (1, 2, 4));
+        assert!(matches!(
+            &p.after[..],
+            [Txn { ops, .. }] if ops == &[WriteOp::Delete { path: znodes::ADMIN_PREFERRED_ELECTION.into() }]
+        ));
+        // A broker shutting down is not elected (its leaderships move
+        // away instead, CLU-65).
+        snap.shutting_down.insert(BrokerId(1));
+        let p = plan(&snap, &config(false), &BTreeMap::new(), 1, false);
+        assert!(
+            p.txns.iter().all(|t| written_state(t).1.leader != 1),
+            "{:?}",
+            p.txns
+        );
     }
 
     /// CLU-75: a deletion request for a topic that is already gone only

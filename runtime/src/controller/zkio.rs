@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use gregor_core::ids::BrokerId;
+use gregor_core::ids::{BrokerId, TopicPartition};
 use zookeeper_client::{self as zk, Acls, CreateMode, MultiWriteError};
 
 use super::ControllerError;
@@ -145,11 +145,13 @@ pub async fn read_snapshot(client: &zk::Client) -> Result<Snapshot, zk::Error> {
             Read::Children(znodes::ADMIN_DELETE_TOPICS.into()),
             Read::Data(znodes::ADMIN_REASSIGN.into()),
             Read::Children(znodes::ADMIN_CONTROLLED_SHUTDOWN.into()),
+            Read::Data(znodes::ADMIN_PREFERRED_ELECTION.into()),
         ],
     )
     .await?;
     let mut first = first.into_iter();
-    let (Some(ids), Some(topics), Some(deletions), Some(reassign), Some(shutdowns)) = (
+    let (Some(ids), Some(topics), Some(deletions), Some(reassign), Some(shutdowns), Some(election)) = (
+        first.next(),
         first.next(),
         first.next(),
         first.next(),
@@ -181,6 +183,25 @@ pub async fn read_snapshot(client: &zk::Client) -> Result<Snapshot, zk::Error> {
                 ));
             }
         }
+    }
+    if let Some((d, _)) = election.data() {
+        let partitions = match znodes::decode::<znodes::PreferredElectionZnode>(
+            znodes::ADMIN_PREFERRED_ELECTION,
+            &d,
+        ) {
+            Ok(e) => e.partitions,
+            Err(e) => {
+                // An unreadable request is removed, as CLU-79 does.
+                tracing::warn!(error = %e, "unreadable preferred-leader election request removed");
+                Vec::new()
+            }
+        };
+        snap.preferred_election = Some(
+            partitions
+                .into_iter()
+                .map(|e| TopicPartition::new(e.topic, e.partition))
+                .collect(),
+        );
     }
     snap.shutting_down = shutdowns
         .children()

@@ -56,6 +56,12 @@ pub enum ErrorCode {
     InvalidRequest = 42,
     /// The records break the record format's rules.
     UnsupportedForMessageFormat = 43,
+    /// The preferred replica is not registered or not in the ISR.
+    PreferredLeaderNotAvailable = 80,
+    /// No replica may lead (ElectLeaders of the unclean kind).
+    EligibleLeadersNotAvailable = 83,
+    /// The preferred replica already leads.
+    ElectionNotNeeded = 84,
     /// A reassignment was cancelled where none is in progress.
     NoReassignmentInProgress = 85,
     /// DescribeCluster asked a broker for the controllers' endpoints.

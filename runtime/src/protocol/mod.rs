@@ -71,6 +71,7 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
     api(ApiKey::DescribeLogDirs, 0, 4, 2),
     api(ApiKey::CreatePartitions, 0, 3, 2),
     api(ApiKey::DeleteGroups, 0, 2, 2),
+    api(ApiKey::ElectLeaders, 0, 2, 2),
     api(ApiKey::IncrementalAlterConfigs, 0, 1, 1),
     api(ApiKey::AlterPartitionReassignments, 0, 0, 0),
     api(ApiKey::ListPartitionReassignments, 0, 0, 0),
@@ -246,6 +247,7 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
         ApiKey::DeleteRecords => apis::delete_records::handle(broker, &header, reader),
         ApiKey::CreatePartitions => apis::create_partitions::handle(broker, &header, reader).await,
         ApiKey::DescribeConfigs => apis::describe_configs::handle(broker, &header, reader),
+        ApiKey::ElectLeaders => apis::elect_leaders::handle(broker, &header, reader).await,
         ApiKey::AlterPartitionReassignments => {
             apis::partition_reassignments::handle_alter(broker, &header, reader).await
         }
