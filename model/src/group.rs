@@ -391,7 +391,8 @@ impl GroupModel {
             Response::Leave(_)
             | Response::OffsetFetch(_)
             | Response::Describe(_)
-            | Response::Delete(_) => {}
+            | Response::Delete(_)
+            | Response::OffsetDelete(_) => {}
         }
     }
 }

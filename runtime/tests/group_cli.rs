@@ -192,6 +192,23 @@ fn two_members_split_the_topic_then_reset_replays_it() {
     );
     assert!(!busy.status.success());
     assert!(String::from_utf8_lossy(&busy.stderr).contains("Empty"));
+    // spec: GRP-47 — nor deleted while members subscribe to the topic.
+    let busy = gregor(
+        &bs,
+        &[
+            "groups",
+            "delete-offsets",
+            group,
+            "--topic",
+            topic,
+            "--partition",
+            "0",
+        ],
+        None,
+    );
+    assert!(!busy.status.success());
+    let err = String::from_utf8_lossy(&busy.stderr);
+    assert!(err.contains(&format!("{topic}-0")), "{err}");
 
     // spec: GRP-125 — members leave on SIGINT; the group is Empty at once.
     sigint(a);
@@ -246,6 +263,29 @@ fn two_members_split_the_topic_then_reset_replays_it() {
     assert_eq!(again, expected);
     let d = ok(&bs, &["groups", "describe", group]);
     assert!(partition_rows(&d, topic).iter().all(|r| r[4] == "0"), "{d}");
+
+    // spec: GRP-47 — an Empty group's offsets can be deleted one by one.
+    let out = ok(
+        &bs,
+        &[
+            "groups",
+            "delete-offsets",
+            group,
+            "--topic",
+            topic,
+            "--partition",
+            "0",
+        ],
+    );
+    assert_eq!(out, format!("Deleted the committed offset of {topic}-0.\n"));
+    let d = ok(&bs, &["groups", "describe", group]);
+    let rows = partition_rows(&d, topic);
+    let listed: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(
+        listed,
+        ["1", "2", "3"],
+        "partition 0 has no committed offset: {d}"
+    );
 
     // An Empty group can be deleted.
     ok(&bs, &["groups", "delete", group]);

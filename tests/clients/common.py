@@ -100,7 +100,8 @@ def base_parser(description):
                                         "group-consume", "create-partitions", "alter-config",
                                         "delete-records", "describe-cluster",
                                         "describe-log-dirs", "reassign", "list-reassignments",
-                                        "elect-leaders"])
+                                        "elect-leaders", "commit-offsets", "group-offsets",
+                                        "delete-group-offsets"])
     p.add_argument("--bootstrap", required=True)
     p.add_argument("--config", action="append", default=[],
                    help="alter-config: key=value to set (repeatable)")

@@ -160,6 +160,40 @@ def elect_leaders(a):
     admin.close()
 
 
+def commit_offsets(a):
+    """Commits offset --before for partitions 0..--partitions of --topic as
+    --group without joining it (AdminClient.alter_group_offsets)."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.structs import OffsetAndMetadata
+    admin = KafkaAdminClient(bootstrap_servers=a.bootstrap, **version(a))
+    offsets = {TopicPartition(a.topic, p): OffsetAndMetadata(a.before, "", -1)
+               for p in range(a.partitions)}
+    for tp, err in sorted(admin.alter_group_offsets(a.group, offsets).items()):
+        say("committed %s %d %s" % (tp.topic, tp.partition, err.__name__))
+    admin.close()
+
+
+def group_offsets(a):
+    """Prints `offset TOPIC P OFFSET` for every committed offset of --group."""
+    from kafka.admin import KafkaAdminClient
+    admin = KafkaAdminClient(bootstrap_servers=a.bootstrap, **version(a))
+    for tp, om in sorted(admin.list_group_offsets({a.group: None})[a.group].items()):
+        say("offset %s %d %d" % (tp.topic, tp.partition, om.offset))
+    say("listed")
+    admin.close()
+
+
+def delete_group_offsets(a):
+    """OffsetDelete of --partition of --topic for --group; prints
+    `deleted TOPIC P RESULT` (the error's name, NoError on success)."""
+    from kafka.admin import KafkaAdminClient
+    admin = KafkaAdminClient(bootstrap_servers=a.bootstrap, **version(a))
+    res = admin.delete_group_offsets(a.group, [TopicPartition(a.topic, a.partition)])
+    for tp, err in sorted(res.items()):
+        say("deleted %s %d %s" % (tp.topic, tp.partition, err.__name__))
+    admin.close()
+
+
 def group_consume(a):
     """Subscribes as a member of --group; commits synchronously after every
     batch unless --auto-commit (same output as confluent.py)."""
@@ -214,7 +248,9 @@ def main():
          "offsets-for-times": offsets_for_times, "group-consume": group_consume,
          "delete-records": delete_records, "describe-log-dirs": describe_log_dirs,
          "reassign": reassign, "list-reassignments": list_reassignments,
-         "elect-leaders": elect_leaders}[a.command](a)
+         "elect-leaders": elect_leaders, "commit-offsets": commit_offsets,
+         "group-offsets": group_offsets,
+         "delete-group-offsets": delete_group_offsets}[a.command](a)
     except KafkaError as e:
         fail(repr(e))
     sys.stdout.flush()

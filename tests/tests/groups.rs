@@ -1,8 +1,9 @@
 //! Consumer groups with real clients: partition ownership and failover after
 //! a member is SIGKILLed (at-least-once), publish-subscribe versus queue,
 //! kcat / kafka-python / aiokafka resuming from their commits, committed
-//! offsets across a broker kill -9, and new partitions assigned to a running
-//! member (spec: E2E-11 … E2E-15).
+//! offsets across a broker kill -9, new partitions assigned to a running
+//! member, and committed offsets deleted with kafka-python (spec: E2E-11 …
+//! E2E-15, E2E-34).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -410,4 +411,103 @@ fn new_partitions_are_assigned_to_a_running_member() {
     fs::write(&stop, b"stop").expect("creating the stop file");
     let run = finish(m, &b);
     assert_same(&b, &acked, &run.records);
+}
+
+/// Runs a `kafka_python.py` group-offsets command and returns its `#` lines.
+fn offsets_cmd(py: &std::path::Path, b: &Broker, args: &[&str]) -> Result<String, String> {
+    let out = run_with_input(
+        py_client(py, "kafka_python.py").args(args).args([
+            "--bootstrap",
+            &b.bootstrap(),
+            "--timeout",
+            "20",
+        ]),
+        None,
+        CLIENT_LIMIT,
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+fn committed(py: &std::path::Path, b: &Broker, group: &str) -> Vec<String> {
+    let text = offsets_cmd(py, b, &["group-offsets", "--topic", "-", "--group", group])
+        .unwrap_or_else(|e| panic!("listing the offsets of {group}: {e}"));
+    assert!(text.contains("# listed"), "{text}");
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# offset "))
+        .map(str::to_owned)
+        .collect()
+}
+
+// spec: E2E-34, GRP-47
+#[test]
+fn kafka_python_deletes_committed_offsets_and_the_deletion_survives_kill9() {
+    let Some(py) = python() else { return };
+    let mut b = Broker::start(GROUP_BROKER);
+    create_topic(&py, &b, "da", 2);
+    create_topic(&py, &b, "db", 1);
+    for (topic, n, at) in [("da", "2", "5"), ("db", "1", "3")] {
+        let args = [
+            "commit-offsets",
+            "--topic",
+            topic,
+            "--group",
+            "og",
+            "--partitions",
+            n,
+            "--before",
+            at,
+        ];
+        let text =
+            offsets_cmd(&py, &b, &args).unwrap_or_else(|e| panic!("committing {topic}: {e}"));
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("# committed "))
+            .collect();
+        assert!(
+            !lines.is_empty() && lines.iter().all(|l| l.ends_with(" NoError")),
+            "{text}"
+        );
+    }
+    assert_eq!(committed(&py, &b, "og"), ["da 0 5", "da 1 5", "db 0 3"]);
+    let text = offsets_cmd(
+        &py,
+        &b,
+        &[
+            "delete-group-offsets",
+            "--topic",
+            "da",
+            "--partition",
+            "1",
+            "--group",
+            "og",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("deleting: {e}"));
+    assert!(text.contains("# deleted da 1 NoError"), "{text}");
+    assert_eq!(committed(&py, &b, "og"), ["da 0 5", "db 0 3"]);
+    // The tombstone is in __consumer_offsets: a restarted coordinator
+    // replays it.
+    b.kill9();
+    b.restart();
+    assert_eq!(committed(&py, &b, "og"), ["da 0 5", "db 0 3"]);
+    let err = offsets_cmd(
+        &py,
+        &b,
+        &[
+            "delete-group-offsets",
+            "--topic",
+            "da",
+            "--partition",
+            "0",
+            "--group",
+            "no-such-group",
+        ],
+    )
+    .unwrap_err();
+    assert!(err.contains("GroupIdNotFound"), "{err}");
 }

@@ -88,6 +88,10 @@ pub enum ErrorCode {
     /// `group.instance.id`.
     #[error("fenced instance id")]
     FencedInstanceId,
+    /// GROUP_SUBSCRIBED_TO_TOPIC (86): OffsetDelete of a partition whose
+    /// topic a member of the group is subscribed to.
+    #[error("group subscribed to topic")]
+    GroupSubscribedToTopic,
 }
 
 impl ErrorCode {
@@ -113,6 +117,7 @@ impl ErrorCode {
             ErrorCode::MemberIdRequired => 79,
             ErrorCode::GroupMaxSizeReached => 81,
             ErrorCode::FencedInstanceId => 82,
+            ErrorCode::GroupSubscribedToTopic => 86,
         }
     }
 
@@ -386,6 +391,22 @@ pub struct DeleteGroupResponse {
     pub error: ErrorCode,
 }
 
+/// OffsetDelete: forget the committed offsets of these partitions.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OffsetDeleteRequest {
+    /// The partitions.
+    pub partitions: Vec<TopicPartition>,
+}
+
+/// The answer to an [`OffsetDeleteRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OffsetDeleteResponse {
+    /// Group-level error (GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, …).
+    pub error: ErrorCode,
+    /// Per-partition outcome, in request order.
+    pub partitions: Vec<(TopicPartition, ErrorCode)>,
+}
+
 /// A decoded request addressed to one group.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Request {
@@ -405,6 +426,8 @@ pub enum Request {
     Describe,
     /// DeleteGroups (this group).
     Delete,
+    /// OffsetDelete.
+    OffsetDelete(OffsetDeleteRequest),
 }
 
 /// The response to a [`Request`], variant for variant.
@@ -426,6 +449,8 @@ pub enum Response {
     Describe(DescribeGroupResponse),
     /// DeleteGroups.
     Delete(DeleteGroupResponse),
+    /// OffsetDelete.
+    OffsetDelete(OffsetDeleteResponse),
 }
 
 /// Something the caller must do, drained with

@@ -250,6 +250,13 @@ enum PendingPersist {
     },
     /// DeleteGroups tombstones (spec: GRP-45).
     Delete { request: RequestId },
+    /// OffsetDelete tombstones (spec: GRP-47): `outcome` per requested
+    /// partition, `deleted` leave the cache once persisted.
+    OffsetDelete {
+        request: RequestId,
+        outcome: Vec<(TopicPartition, ErrorCode)>,
+        deleted: Vec<TopicPartition>,
+    },
     /// A snapshot whose outcome needs no answer.
     Background,
 }
@@ -513,6 +520,7 @@ impl Group {
                 self.respond(request, Response::Describe(response));
             }
             Request::Delete => self.delete(now, request),
+            Request::OffsetDelete(r) => self.delete_offsets(request, r),
         }
     }
 
@@ -566,6 +574,33 @@ impl Group {
                     Err(failure) => group_error(failure),
                 };
                 self.respond(request, Response::Delete(DeleteGroupResponse { error }));
+            }
+            PendingPersist::OffsetDelete {
+                request,
+                mut outcome,
+                deleted,
+            } => {
+                let error = match result {
+                    Ok(()) => {
+                        for p in &deleted {
+                            self.offsets.remove(p);
+                        }
+                        ErrorCode::None
+                    }
+                    Err(failure) => group_error(failure),
+                };
+                for (p, e) in &mut outcome {
+                    if e.is_ok() && deleted.contains(p) {
+                        *e = error;
+                    }
+                }
+                self.respond(
+                    request,
+                    Response::OffsetDelete(OffsetDeleteResponse {
+                        error: ErrorCode::None,
+                        partitions: outcome,
+                    }),
+                );
             }
             PendingPersist::Background => {
                 // A lost snapshot is superseded by the next one; nothing

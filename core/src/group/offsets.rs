@@ -1,12 +1,19 @@
 //! Committed offsets and group lifecycle: OffsetCommit, OffsetFetch,
-//! expiry, DescribeGroups and DeleteGroups (spec: GRP-26, GRP-40–GRP-46).
+//! expiry, OffsetDelete, DescribeGroups and DeleteGroups (spec: GRP-26,
+//! GRP-40–GRP-47).
+
+use std::collections::BTreeSet;
 
 use super::{
     DeleteGroupResponse, DescribeGroupResponse, DescribedMember, ErrorCode, FetchedOffset, Group,
     GroupRecord, GroupState, LeaderEpoch, Member, Millis, Offset, OffsetAndMetadata,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
-    PendingPersist, RequestId, Response, TopicPartition,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetFetchRequest, OffsetFetchResponse, PendingPersist, RequestId, Response, TopicPartition,
 };
+use crate::consumer_protocol::Subscription;
+
+/// The protocol type of groups of Kafka consumers.
+const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 
 impl Group {
     // ----- offsets -----------------------------------------------------
@@ -218,6 +225,85 @@ impl Group {
                 })
                 .collect(),
         }
+    }
+
+    /// spec: GRP-47 — OffsetDelete. A group without members may lose any
+    /// committed offset; a consumer group with members only those of
+    /// topics no member subscribes to (GROUP_SUBSCRIBED_TO_TOPIC), and a
+    /// member whose subscription cannot be read counts as subscribed to
+    /// everything; another kind of group with members refuses
+    /// (NON_EMPTY_GROUP). Partitions without a committed offset succeed
+    /// with nothing written. The tombstones are persisted before the
+    /// answer and the cache forgets the offsets then.
+    pub(super) fn delete_offsets(&mut self, request: RequestId, r: OffsetDeleteRequest) {
+        let refuse = |error| {
+            Response::OffsetDelete(OffsetDeleteResponse {
+                error,
+                partitions: Vec::new(),
+            })
+        };
+        let consumer = self.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE);
+        match self.state {
+            GroupState::Dead => return self.respond(request, refuse(ErrorCode::GroupIdNotFound)),
+            GroupState::Empty => {}
+            _ if consumer => {}
+            _ => return self.respond(request, refuse(ErrorCode::NonEmptyGroup)),
+        }
+        // None: some member's subscription is unreadable.
+        let subscribed: Option<BTreeSet<String>> = if self.state == GroupState::Empty {
+            Some(BTreeSet::new())
+        } else {
+            self.members
+                .values()
+                .try_fold(BTreeSet::new(), |mut acc, m| {
+                    for p in &m.protocols {
+                        acc.extend(Subscription::decode(&p.metadata).ok()?.topics);
+                    }
+                    Some(acc)
+                })
+        };
+        let outcome: Vec<(TopicPartition, ErrorCode)> = r
+            .partitions
+            .into_iter()
+            .map(|p| {
+                let busy = subscribed.as_ref().is_none_or(|s| s.contains(&p.topic));
+                let e = if busy {
+                    ErrorCode::GroupSubscribedToTopic
+                } else {
+                    ErrorCode::None
+                };
+                (p, e)
+            })
+            .collect();
+        let mut deleted: Vec<TopicPartition> = Vec::new();
+        for (p, e) in &outcome {
+            if e.is_ok() && self.offsets.contains_key(p) && !deleted.contains(p) {
+                deleted.push(p.clone());
+            }
+        }
+        if deleted.is_empty() {
+            return self.respond(
+                request,
+                Response::OffsetDelete(OffsetDeleteResponse {
+                    error: ErrorCode::None,
+                    partitions: outcome,
+                }),
+            );
+        }
+        let records = deleted
+            .iter()
+            .map(|p| GroupRecord::OffsetTombstone {
+                partition: p.clone(),
+            })
+            .collect();
+        self.persist(
+            records,
+            PendingPersist::OffsetDelete {
+                request,
+                outcome,
+                deleted,
+            },
+        );
     }
 
     /// spec: GRP-45

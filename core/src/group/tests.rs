@@ -794,6 +794,118 @@ fn delete_requires_an_empty_group() {
     assert!(reloaded.offsets().is_empty() && reloaded.members().is_empty());
 }
 
+fn offset_delete(h: &mut Harness, partitions: &[TopicPartition]) -> RequestId {
+    h.send(Request::OffsetDelete(OffsetDeleteRequest {
+        partitions: partitions.to_vec(),
+    }))
+}
+
+fn offset_delete_outcome(h: &Harness, id: RequestId) -> Option<(ErrorCode, Vec<ErrorCode>)> {
+    match h.response(id)? {
+        Response::OffsetDelete(r) => {
+            Some((r.error, r.partitions.iter().map(|(_, e)| *e).collect()))
+        }
+        other => panic!("expected an OffsetDelete response, got {other:?}"),
+    }
+}
+
+/// spec: GRP-47 — OffsetDelete spares the topics a member subscribes to,
+/// answers after the tombstones are persisted, and the deletion survives
+/// a reload; an unreadable subscription protects everything.
+#[test]
+fn offset_delete_spares_subscribed_topics() {
+    use crate::consumer_protocol::Subscription;
+    let u = |p: i32| TopicPartition::new("u", p);
+    // Members whose metadata is not a subscription: nothing can go.
+    let mut h = Harness::new(config());
+    let ids = h.stable_group_of_three();
+    h.commit(&ids[0], 1, 5);
+    h.persist_all();
+    let d = offset_delete(&mut h, &[tp(0)]);
+    assert_eq!(
+        offset_delete_outcome(&h, d),
+        Some((ErrorCode::None, vec![ErrorCode::GroupSubscribedToTopic]))
+    );
+
+    // One member subscribed to "t" that committed t-0 and u-0.
+    let mut h = Harness::new(config());
+    let mut join = Harness::join_request("", "c", &["range"]);
+    join.protocols[0].metadata = Subscription {
+        topics: vec!["t".into()],
+        ..Subscription::default()
+    }
+    .encode()
+    .unwrap();
+    let j = h.send(Request::Join(join));
+    h.advance(0);
+    let member = h.join_response(j).member_id.clone();
+    let generation = h.join_response(j).generation.0;
+    h.sync(&member, generation, vec![(member.clone(), vec![1])]);
+    h.persist_all();
+    let c = h.send(Request::OffsetCommit(OffsetCommitRequest {
+        member_id: member.clone(),
+        generation: Generation(generation),
+        group_instance_id: None,
+        retention_ms: None,
+        partitions: [tp(0), u(0)]
+            .into_iter()
+            .map(|partition| CommitPartition {
+                partition,
+                offset: Offset(7),
+                leader_epoch: LeaderEpoch(0),
+                metadata: None,
+            })
+            .collect(),
+    }));
+    h.persist_all();
+    assert_eq!(h.commit_errors(c), vec![ErrorCode::None; 2]);
+    let d = offset_delete(&mut h, &[tp(0), u(0), u(1)]);
+    assert_eq!(
+        offset_delete_outcome(&h, d),
+        None,
+        "answered once persisted"
+    );
+    h.persist_all();
+    assert_eq!(
+        offset_delete_outcome(&h, d),
+        Some((
+            ErrorCode::None,
+            vec![
+                ErrorCode::GroupSubscribedToTopic,
+                ErrorCode::None,
+                ErrorCode::None
+            ]
+        ))
+    );
+    assert!(h.group.offsets().contains_key(&tp(0)));
+    assert!(!h.group.offsets().contains_key(&u(0)));
+    let reloaded = Group::load("g", config(), LeaderEpoch(1), h.log.clone(), Millis(0));
+    assert!(reloaded.offsets().contains_key(&tp(0)) && !reloaded.offsets().contains_key(&u(0)));
+
+    // Once the group is empty every offset may go.
+    h.send(Request::Leave(LeaveGroupRequest {
+        members: vec![LeavingMember {
+            member_id: member,
+            group_instance_id: None,
+        }],
+    }));
+    h.persist_all();
+    let d = offset_delete(&mut h, &[tp(0)]);
+    h.persist_all();
+    assert_eq!(
+        offset_delete_outcome(&h, d),
+        Some((ErrorCode::None, vec![ErrorCode::None]))
+    );
+    assert!(h.group.offsets().is_empty());
+    h.send(Request::Delete);
+    h.persist_all();
+    let d = offset_delete(&mut h, &[tp(0)]);
+    assert_eq!(
+        offset_delete_outcome(&h, d),
+        Some((ErrorCode::GroupIdNotFound, vec![]))
+    );
+}
+
 /// DescribeGroups shows members and assignments in Stable.
 #[test]
 fn describe_shows_stable_members() {
@@ -885,6 +997,7 @@ mod random {
         Fetch,
         Describe,
         Delete,
+        OffsetDelete,
         Advance(i64),
         PersistOk,
         PersistFail,
@@ -904,6 +1017,7 @@ mod random {
             1 => Just(Op::Fetch),
             1 => Just(Op::Describe),
             1 => Just(Op::Delete),
+            1 => Just(Op::OffsetDelete),
             3 => prop_oneof![0i64..10, 1_000i64..25_000].prop_map(Op::Advance),
             3 => Just(Op::PersistOk),
             1 => Just(Op::PersistFail),
@@ -1001,6 +1115,9 @@ mod random {
                     Op::Fetch => sent.push(h.send(Request::OffsetFetch(OffsetFetchRequest { partitions: None }))),
                     Op::Describe => sent.push(h.send(Request::Describe)),
                     Op::Delete => sent.push(h.send(Request::Delete)),
+                    Op::OffsetDelete => sent.push(h.send(Request::OffsetDelete(OffsetDeleteRequest {
+                        partitions: vec![tp(0), tp(1)],
+                    }))),
                     Op::Advance(ms) => h.advance(ms),
                     Op::PersistOk => {
                         if !h.persists.is_empty() {

@@ -56,6 +56,18 @@ pub enum GroupsCmd {
         /// The group id.
         group: String,
     },
+    /// Forget a group's committed offsets of a topic (OffsetDelete): allowed
+    /// while no member of the group subscribes to the topic.
+    DeleteOffsets {
+        /// The group id.
+        group: String,
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+        /// Partitions, repeatable or comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        partition: Vec<i32>,
+    },
 }
 
 /// Runs `gregor groups`.
@@ -96,6 +108,30 @@ pub async fn groups(bootstrap: &str, cmd: GroupsCmd) -> anyhow::Result<()> {
         GroupsCmd::Delete { group } => {
             c.delete_group(&group).await?;
             writeln!(out, "Deleted group {group}.")?;
+        }
+        GroupsCmd::DeleteOffsets {
+            group,
+            topic,
+            partition,
+        } => {
+            let partitions = if partition.is_empty() {
+                (0..r.partitions(&topic).await?).collect()
+            } else {
+                partition
+            };
+            let mut refused = Vec::new();
+            for (p, code) in c.delete_offsets(&group, &topic, &partitions).await? {
+                if code == 0 {
+                    writeln!(out, "Deleted the committed offset of {topic}-{p}.")?;
+                } else {
+                    let why = kafka_protocol::ResponseError::try_from_code(code)
+                        .map_or_else(|| format!("Kafka error {code}"), |e| e.to_string());
+                    refused.push(format!("{topic}-{p}: {why}"));
+                }
+            }
+            if !refused.is_empty() {
+                bail!("offsets kept: {}", refused.join("; "));
+            }
         }
     }
     Ok(())

@@ -143,6 +143,49 @@ impl Client {
         }
     }
 
+    /// OffsetDelete: forgets the group's committed offsets of `topic`'s
+    /// `partitions`; returns each partition's error code (0: deleted or
+    /// nothing to delete).
+    pub async fn delete_offsets(
+        &mut self,
+        group: &str,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<Vec<(i32, i16)>, ClientError> {
+        use kafka_protocol::messages::OffsetDeleteRequest;
+        use kafka_protocol::messages::offset_delete_request::{
+            OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+        };
+        let req = OffsetDeleteRequest::default()
+            .with_group_id(gid(group))
+            .with_topics(vec![
+                OffsetDeleteRequestTopic::default()
+                    .with_name(name(topic))
+                    .with_partitions(
+                        partitions
+                            .iter()
+                            .map(|p| {
+                                OffsetDeleteRequestPartition::default().with_partition_index(*p)
+                            })
+                            .collect(),
+                    ),
+            ]);
+        let resp = self.call(0, &req).await?;
+        if resp.error_code != 0 {
+            return Err(kafka_error(
+                format!("delete offsets of {group}"),
+                resp.error_code,
+                None,
+            ));
+        }
+        Ok(resp
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .map(|p| (p.partition_index, p.error_code))
+            .collect())
+    }
+
     /// OffsetFetch: the group's committed offsets, for `topic`'s
     /// `partitions` or for everything committed when `topic` is `None`.
     pub async fn committed_offsets(

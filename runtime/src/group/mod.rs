@@ -626,7 +626,8 @@ impl Coordinator {
 fn not_coordinator(request: &Request) -> Response {
     use gregor_core::group::{
         DeleteGroupResponse, DescribeGroupResponse, ErrorCode, JoinGroupResponse,
-        LeaveGroupResponse, OffsetCommitResponse, OffsetFetchResponse, SyncGroupResponse,
+        LeaveGroupResponse, OffsetCommitResponse, OffsetDeleteResponse, OffsetFetchResponse,
+        SyncGroupResponse,
     };
     use gregor_core::ids::{Generation, MemberId};
     let error = ErrorCode::NotCoordinator;
@@ -670,6 +671,10 @@ fn not_coordinator(request: &Request) -> Response {
             members: Vec::new(),
         }),
         Request::Delete => Response::Delete(DeleteGroupResponse { error }),
+        Request::OffsetDelete(_) => Response::OffsetDelete(OffsetDeleteResponse {
+            error,
+            partitions: Vec::new(),
+        }),
     }
 }
 

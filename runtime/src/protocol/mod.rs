@@ -75,6 +75,7 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
     api(ApiKey::IncrementalAlterConfigs, 0, 1, 1),
     api(ApiKey::AlterPartitionReassignments, 0, 0, 0),
     api(ApiKey::ListPartitionReassignments, 0, 0, 0),
+    api(ApiKey::OffsetDelete, 0, 0, 1),
     api(ApiKey::DescribeCluster, 0, 2, 0),
 ];
 
@@ -270,6 +271,7 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
         ApiKey::DescribeGroups => apis::describe_groups::handle(broker, &header, reader).await,
         ApiKey::ListGroups => apis::list_groups::handle(broker, &header, reader),
         ApiKey::DeleteGroups => apis::delete_groups::handle(broker, &header, reader).await,
+        ApiKey::OffsetDelete => apis::offset_delete::handle(broker, &header, reader).await,
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };
     match result {
