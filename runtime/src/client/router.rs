@@ -496,8 +496,36 @@ impl Router {
         }
     }
 
-    /// spec: PRD-7, PRD-8 — ListOffsets at the partition's leader, retried
-    /// like every idempotent read.
+    /// spec: PRD-7, PRD-8 — an idempotent request to `topic`-`partition`'s
+    /// leader, sent again after a metadata refresh while the leader moves
+    /// or cannot be reached, until the router's timeout.
+    async fn at_leader<T>(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        what: &str,
+        mut request: impl AsyncFnMut(&mut Client, Leader) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let mut retry = Retry::new(self.timeout);
+        loop {
+            let failure = match self.route(topic, partition).await {
+                Ok(leader) => {
+                    let res = match self.broker(leader.broker).await {
+                        Ok(c) => request(c, leader).await,
+                        Err(e) => Err(e),
+                    };
+                    match self.read_result(topic, partition, leader, res).await {
+                        Ok(v) => return Ok(v),
+                        Err(f) => f,
+                    }
+                }
+                Err(f) => f,
+            };
+            self.after(&mut retry, topic, what, failure).await?;
+        }
+    }
+
+    /// ListOffsets at the partition's leader.
     pub async fn list_offset(
         &mut self,
         topic: &str,
@@ -505,31 +533,15 @@ impl Router {
         timestamp: i64,
     ) -> Result<i64, ClientError> {
         let what = format!("list offsets of {topic}-{partition}");
-        let mut retry = Retry::new(self.timeout);
-        loop {
-            let failure = match self.route(topic, partition).await {
-                Ok(leader) => {
-                    let res = match self.broker(leader.broker).await {
-                        Ok(c) => {
-                            c.list_offset_at(topic, partition, leader.epoch, timestamp)
-                                .await
-                        }
-                        Err(e) => Err(e),
-                    };
-                    match self.read_result(topic, partition, leader, res).await {
-                        Ok(v) => return Ok(v),
-                        Err(f) => f,
-                    }
-                }
-                Err(f) => f,
-            };
-            self.after(&mut retry, topic, &what, failure).await?;
-        }
+        self.at_leader(topic, partition, &what, async |c, leader| {
+            c.list_offset_at(topic, partition, leader.epoch, timestamp)
+                .await
+        })
+        .await
     }
 
-    /// spec: PRD-7, PRD-8 — DeleteRecords at the partition's leader,
-    /// retried like a read (moving the log start again is harmless);
-    /// returns the low watermark.
+    /// DeleteRecords at the partition's leader (moving the log start
+    /// again is harmless); returns the low watermark.
     pub async fn delete_records(
         &mut self,
         topic: &str,
@@ -537,27 +549,14 @@ impl Router {
         offset: i64,
     ) -> Result<i64, ClientError> {
         let what = format!("delete records of {topic}-{partition}");
-        let mut retry = Retry::new(self.timeout);
-        loop {
-            let failure = match self.route(topic, partition).await {
-                Ok(leader) => {
-                    let res = match self.broker(leader.broker).await {
-                        Ok(c) => c.delete_records(topic, partition, offset).await,
-                        Err(e) => Err(e),
-                    };
-                    match self.read_result(topic, partition, leader, res).await {
-                        Ok(v) => return Ok(v),
-                        Err(f) => f,
-                    }
-                }
-                Err(f) => f,
-            };
-            self.after(&mut retry, topic, &what, failure).await?;
-        }
+        self.at_leader(topic, partition, &what, async |c, _| {
+            c.delete_records(topic, partition, offset).await
+        })
+        .await
     }
 
-    /// spec: PRD-7, PRD-8 — fetches one partition from its leader;
-    /// returns (high watermark, record bytes).
+    /// Fetches one partition from its leader; returns (high watermark,
+    /// record bytes).
     pub async fn fetch(
         &mut self,
         topic: &str,
@@ -567,33 +566,18 @@ impl Router {
         max_bytes: i32,
     ) -> Result<(i64, Bytes), ClientError> {
         let what = format!("fetch {topic}-{partition}@{offset}");
-        let mut retry = Retry::new(self.timeout);
-        loop {
-            let failure = match self.route(topic, partition).await {
-                Ok(leader) => {
-                    let res = match self.broker(leader.broker).await {
-                        Ok(c) => {
-                            c.fetch_at(
-                                topic,
-                                partition,
-                                offset,
-                                leader.epoch,
-                                max_wait_ms,
-                                max_bytes,
-                            )
-                            .await
-                        }
-                        Err(e) => Err(e),
-                    };
-                    match self.read_result(topic, partition, leader, res).await {
-                        Ok(v) => return Ok(v),
-                        Err(f) => f,
-                    }
-                }
-                Err(f) => f,
-            };
-            self.after(&mut retry, topic, &what, failure).await?;
-        }
+        self.at_leader(topic, partition, &what, async |c, leader| {
+            c.fetch_at(
+                topic,
+                partition,
+                offset,
+                leader.epoch,
+                max_wait_ms,
+                max_bytes,
+            )
+            .await
+        })
+        .await
     }
 
     /// An idempotent read's outcome: broken connections leave the pool

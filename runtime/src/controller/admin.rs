@@ -164,41 +164,44 @@ pub async fn request_reassignment(
             )));
         }
     }
+    update_node(client, znodes::ADMIN_REASSIGN, |pending| {
+        let mut r = match pending {
+            Some(d) => znodes::decode::<ReassignmentZnode>(znodes::ADMIN_REASSIGN, d)?,
+            None => ReassignmentZnode {
+                version: 1,
+                partitions: Vec::new(),
+            },
+        };
+        r.partitions.retain(|p| {
+            !entries
+                .iter()
+                .any(|e| e.topic == p.topic && e.partition == p.partition)
+        });
+        r.partitions.extend(entries.iter().cloned());
+        Ok(znodes::encode(&r))
+    })
+    .await
+}
+
+/// Writes `path` with what `next` makes of its current data (`None`:
+/// missing), creating it if missing; the write is conditional on the data
+/// version read, and a race is retried from a fresh read.
+async fn update_node(
+    client: &zk::Client,
+    path: &str,
+    next: impl Fn(Option<&[u8]>) -> Result<Vec<u8>, ReassignError>,
+) -> Result<(), ReassignError> {
     zkio::ensure_layout(client).await?;
     loop {
-        let pending = zkio::data(client, znodes::ADMIN_REASSIGN).await?;
-        let result = match pending {
-            Some((d, stat)) => {
-                let mut r: ReassignmentZnode = znodes::decode(znodes::ADMIN_REASSIGN, &d)?;
-                r.partitions.retain(|p| {
-                    !entries
-                        .iter()
-                        .any(|e| e.topic == p.topic && e.partition == p.partition)
-                });
-                r.partitions.extend(entries.iter().cloned());
-                client
-                    .set_data(
-                        znodes::ADMIN_REASSIGN,
-                        &znodes::encode(&r),
-                        Some(stat.version),
-                    )
-                    .await
-                    .map(|_| ())
-            }
-            None => {
-                let r = ReassignmentZnode {
-                    version: 1,
-                    partitions: entries.to_vec(),
-                };
-                client
-                    .create(
-                        znodes::ADMIN_REASSIGN,
-                        &znodes::encode(&r),
-                        &zkio::persistent(),
-                    )
-                    .await
-                    .map(|_| ())
-            }
+        let result = match zkio::data(client, path).await? {
+            Some((d, stat)) => client
+                .set_data(path, &next(Some(&d))?, Some(stat.version))
+                .await
+                .map(|_| ()),
+            None => client
+                .create(path, &next(None)?, &zkio::persistent())
+                .await
+                .map(|_| ()),
         };
         match result {
             Ok(()) => return Ok(()),
@@ -363,50 +366,26 @@ pub async fn request_preferred_election(
     client: &zk::Client,
     entries: &[znodes::ElectionEntry],
 ) -> Result<(), ReassignError> {
-    zkio::ensure_layout(client).await?;
-    loop {
-        let result = match zkio::data(client, znodes::ADMIN_PREFERRED_ELECTION).await? {
-            Some((d, stat)) => {
-                let mut r: znodes::PreferredElectionZnode =
-                    znodes::decode(znodes::ADMIN_PREFERRED_ELECTION, &d).unwrap_or(
-                        znodes::PreferredElectionZnode {
-                            version: 1,
-                            partitions: Vec::new(),
-                        },
-                    );
-                for e in entries {
-                    if !r.partitions.contains(e) {
-                        r.partitions.push(e.clone());
-                    }
-                }
-                client
-                    .set_data(
-                        znodes::ADMIN_PREFERRED_ELECTION,
-                        &znodes::encode(&r),
-                        Some(stat.version),
-                    )
-                    .await
-                    .map(|_| ())
+    update_node(client, znodes::ADMIN_PREFERRED_ELECTION, |pending| {
+        // An unreadable request is replaced (the controller drops it too).
+        let mut r = pending
+            .and_then(|d| {
+                znodes::decode::<znodes::PreferredElectionZnode>(
+                    znodes::ADMIN_PREFERRED_ELECTION,
+                    d,
+                )
+                .ok()
+            })
+            .unwrap_or(znodes::PreferredElectionZnode {
+                version: 1,
+                partitions: Vec::new(),
+            });
+        for e in entries {
+            if !r.partitions.contains(e) {
+                r.partitions.push(e.clone());
             }
-            None => {
-                let r = znodes::PreferredElectionZnode {
-                    version: 1,
-                    partitions: entries.to_vec(),
-                };
-                client
-                    .create(
-                        znodes::ADMIN_PREFERRED_ELECTION,
-                        &znodes::encode(&r),
-                        &zkio::persistent(),
-                    )
-                    .await
-                    .map(|_| ())
-            }
-        };
-        match result {
-            Ok(()) => return Ok(()),
-            Err(zk::Error::BadVersion | zk::Error::NodeExists | zk::Error::NoNode) => continue,
-            Err(e) => return Err(e.into()),
         }
-    }
+        Ok(znodes::encode(&r))
+    })
+    .await
 }
