@@ -37,13 +37,10 @@ fn ids_csv(ids: &[i32]) -> String {
     ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
 }
 
-// spec: E2E-24
-#[test]
-fn partition_reassigned_onto_a_fourth_broker_while_producing() {
-    let topic = "reassign";
-    let Some((mut c, load)) = start(topic) else {
-        return;
-    };
+/// Adds a fourth broker and waits for its registration; returns it, the
+/// current replicas of `topic`-0 and a target replacing the preferred
+/// (first) one with the new broker, so leadership has to move too.
+fn fourth_broker_target(c: &mut Cluster, topic: &str) -> (i32, Vec<i32>, Vec<i32>) {
     let fourth = c.add_broker();
     c.wait_meta(
         Duration::from_secs(30),
@@ -53,24 +50,16 @@ fn partition_reassigned_onto_a_fourth_broker_while_producing() {
     );
     let m = c.metadata(Some(topic)).expect("metadata");
     let old = m.part(topic, 0).expect("partition 0").replicas.clone();
-    // Replace the preferred (first) replica: leadership has to move too.
     let mut new = old.clone();
     new[0] = fourth;
-    let out = run_with_timeout(
-        Command::new(gregor_bin())
-            .args(["topics", "reassign", "--zookeeper", &c.zk.connect_string()])
-            .args(["--topic", topic, "--partition", "0"])
-            .args(["--replicas", &ids_csv(&new)]),
-        Duration::from_secs(60),
-    );
-    assert!(
-        out.status.success(),
-        "gregor topics reassign failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        c.logs()
-    );
+    (fourth, old, new)
+}
+
+/// Waits until `topic`-0 has exactly the replicas of `new`, all in sync,
+/// led by one of them.
+fn wait_moved(c: &Cluster, topic: &str, old: &[i32], new: &[i32]) -> Meta {
     let want: std::collections::BTreeSet<i32> = new.iter().copied().collect();
-    let m = c.wait_meta(
+    c.wait_meta(
         Duration::from_secs(90),
         &format!("{topic}-0 moved from replicas {old:?} to {new:?}, all in sync"),
         Some(topic),
@@ -85,7 +74,31 @@ fn partition_reassigned_onto_a_fourth_broker_while_producing() {
                     && want.contains(&p.leader)
             })
         },
+    )
+}
+
+// spec: E2E-24
+#[test]
+fn partition_reassigned_onto_a_fourth_broker_while_producing() {
+    let topic = "reassign";
+    let Some((mut c, load)) = start(topic) else {
+        return;
+    };
+    let (fourth, old, new) = fourth_broker_target(&mut c, topic);
+    let out = run_with_timeout(
+        Command::new(gregor_bin())
+            .args(["topics", "reassign", "--zookeeper", &c.zk.connect_string()])
+            .args(["--topic", topic, "--partition", "0"])
+            .args(["--replicas", &ids_csv(&new)]),
+        Duration::from_secs(60),
     );
+    assert!(
+        out.status.success(),
+        "gregor topics reassign failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.logs()
+    );
+    let m = wait_moved(&c, topic, &old, &new);
     eprintln!("after the reassignment: {:?}", m.part(topic, 0));
     load.wait_more(&c, 300, STALL, "producing after the reassignment");
     let r = load.finish(&c);
@@ -131,17 +144,7 @@ fn kafka_python_moves_a_partition_with_the_reassignment_api() {
         return;
     };
     c.create_topic(topic, 2);
-    let fourth = c.add_broker();
-    c.wait_meta(
-        Duration::from_secs(30),
-        "the fourth broker registered",
-        None,
-        |m| m.brokers.contains(&fourth),
-    );
-    let m = c.metadata(Some(topic)).expect("metadata");
-    let old = m.part(topic, 0).expect("partition 0").replicas.clone();
-    let mut new = old.clone();
-    new[0] = fourth;
+    let (fourth, old, new) = fourth_broker_target(&mut c, topic);
     let reassign = |p: &str, replicas: &str| {
         kafka_python_admin(
             &c,
@@ -172,22 +175,7 @@ fn kafka_python_moves_a_partition_with_the_reassignment_api() {
     );
     let text = reassign("0", &ids_csv(&new));
     assert!(text.contains(&format!("# reassign {topic} 0 ok")), "{text}");
-    let want: std::collections::BTreeSet<i32> = new.iter().copied().collect();
-    c.wait_meta(
-        Duration::from_secs(90),
-        &format!("{topic}-0 moved from replicas {old:?} to {new:?}, all in sync"),
-        Some(topic),
-        |m| {
-            m.part(topic, 0).is_some_and(|p| {
-                p.replicas
-                    .iter()
-                    .copied()
-                    .collect::<std::collections::BTreeSet<_>>()
-                    == want
-                    && p.fully_in_sync()
-            })
-        },
-    );
+    wait_moved(&c, topic, &old, &new);
     // Done: nothing is listed as ongoing any more, and partition 1 never
     // moved.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -78,18 +78,20 @@ pub async fn handle_alter(
     let answers = match broker.metadata.zk() {
         None => alter_embedded(broker, &request),
         Some(zk) => match zk.connected_client().await {
-            Ok(client) => alter_zk(&client, &zk.view(), request.clone()).await,
-            Err(e) => request
-                .iter()
-                .map(|(t, ps)| {
-                    let why = format!("ZooKeeper unavailable: {e}");
-                    let answers = ps
-                        .iter()
-                        .map(|(p, _)| (*p, ErrorCode::RequestTimedOut, Some(why.clone())))
-                        .collect();
-                    (t.clone(), answers)
-                })
-                .collect(),
+            Ok(client) => alter_zk(&client, &zk.view(), request).await,
+            Err(e) => {
+                let why = format!("ZooKeeper unavailable: {e}");
+                request
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        let answers = ps
+                            .into_iter()
+                            .map(|(p, _)| (p, ErrorCode::RequestTimedOut, Some(why.clone())))
+                            .collect();
+                        (t, answers)
+                    })
+                    .collect()
+            }
         },
     };
     let resp = AlterPartitionReassignmentsResponse::default().with_responses(
